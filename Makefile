@@ -1,0 +1,55 @@
+# contact-stream — `make help` lists the targets.
+# The two commands: `make demo` (stack + worker + demo feed, live view) and `make test`.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint typecheck unit integration stack-up stack-down stack-status schemas clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## THE FIRST COMMAND: stack up, a worker, a seeded demo feed and a live view (Ctrl-C stops)
+	$(BIN)/contact-stream demo $(DEMO_ARGS)
+
+test: lint typecheck stack-up ## THE SECOND COMMAND: lint, types, then unit + integration tests in one run (real Kafka + Redis)
+	$(BIN)/pytest tests -q
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check stream tests bench
+	$(BIN)/ruff format --check stream tests bench
+
+typecheck: $(STAMP) ## mypy --strict on stream/
+	$(BIN)/mypy
+
+unit: $(STAMP) ## pure tests, seconds
+	$(BIN)/pytest tests/unit -q
+
+integration: $(STAMP) stack-up ## real Kafka + Redis + worker processes
+	$(BIN)/pytest tests/integration -q
+
+stack-up: ## start Kafka (KRaft, Maven jars) and Redis; installs what is missing
+	scripts/stack up
+
+stack-down: ## stop both, leave nothing running
+	scripts/stack down
+
+stack-status: ## is each one up and answering?
+	scripts/stack status
+
+schemas: $(STAMP) ## regenerate docs/schemas from stream/models.py
+	$(BIN)/contact-stream export-schemas docs/schemas
+
+clean: stack-down ## stop the stack and delete its data
+	scripts/stack down --purge

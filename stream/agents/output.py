@@ -1,0 +1,50 @@
+"""Sending results: change events, snapshots and dead letters, pre-serialized."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from faust.types import EventT
+
+from stream.domain.contact import Change, Contact, snapshot
+from stream.domain.timefmt import format_ms
+from stream.models import dead_letter_raw
+from stream.tables.contacts import contact_key
+from stream.topics import changes_topic, deadletter_topic, snapshots_topic
+
+log = logging.getLogger(__name__)
+
+
+async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None:
+    """One dead letter per rejected input, carrying where it came from (SPEC §2.7)."""
+    message = event.message
+    key = message.key
+    letter = {
+        "reason": reason,
+        "detail": detail,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "key": None if key is None else dead_letter_raw(key),
+        "raw": dead_letter_raw(message.value),
+        # The broker timestamp, not the wall clock: a replay writes the same letter.
+        "at": format_ms(int(message.timestamp * 1000)),
+    }
+    log.info(
+        "dead letter %s from %s[%d]@%d", reason, message.topic, message.partition, message.offset
+    )
+    await deadletter_topic.send(key=key, value=orjson.dumps(letter))
+
+
+async def publish(changes: Iterable[Change], contact: Contact) -> None:
+    """Change events in version order, then the contact's latest snapshot."""
+    key = contact_key(contact.tenant_id, contact.contact_id).encode()
+    sent = False
+    for change in changes:
+        await changes_topic.send(key=key, value=orjson.dumps(change.as_json()))
+        sent = True
+    if sent:
+        await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))

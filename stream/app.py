@@ -1,0 +1,80 @@
+"""The faust.App, built from Settings; nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from typing import Any
+
+import faust
+from faust.types import AgentT
+
+from stream.settings import get_settings
+
+settings = get_settings()
+# The worker's exit status when an agent failed (EX_SOFTWARE).
+EXIT_AGENT_FAILED = 70
+
+
+def _quiet_library_loggers() -> None:
+    # The Faust worker turns the root logger to DEBUG; its and aiokafka's debug
+    # records cost a large share of the per-message time (DESIGN.md, Speed).
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(settings.library_log_level.upper())
+
+
+class App(faust.App):
+    """Faust's App, except that an agent's failure stops the worker at once.
+
+    Bad input never raises (it is dead-lettered), so an exception in an agent
+    is a bug or a broken dependency. Faust's default commits the consumer's
+    offsets and restarts the actor, skipping the failed event; a graceful
+    crash commits it too (the stream acks the event as it unwinds; seen in a
+    test). So the worker exits like a SIGKILL, which recovery must survive
+    anyway: nothing is committed, and the event is retried on restart.
+    """
+
+    async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:
+        # The traceback without the exception's message: a message may quote a
+        # table key, and keys hold emails and phones.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        logging.getLogger("stream.app").critical(
+            "agent %s failed with %s; stopping the worker, the event will be retried\n%s",
+            agent.name,
+            type(exc).__name__,
+            frames,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_AGENT_FAILED)
+
+
+app = App(
+    settings.app_id,
+    broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+    store=settings.store,
+    datadir=settings.datadir,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    processing_guarantee=settings.processing_guarantee,
+    producer_linger=settings.producer_linger,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    consumer_auto_offset_reset="earliest",
+)
+
+
+_quiet_library_loggers()
+
+
+@app.on_worker_init.connect
+def _on_worker_init(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # Again once the worker has set up logging: it raises the root logger.
+    _quiet_library_loggers()
+
+
+@app.on_rebalance_complete.connect
+async def _on_rebalance_complete(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # Tests and operators wait for this line: partitions assigned, tables recovered.
+    logging.getLogger("stream.app").info("contact-stream ready: tables recovered")

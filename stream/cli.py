@@ -1,0 +1,50 @@
+"""`contact-stream`: the Faust CLI of the app, plus the project's own commands.
+
+`contact-stream worker|send|tables|...` are Faust's; `demo`, `demo-feed` and
+`export-schemas` are ours (argparse, no Faust app context needed).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _export_schemas(argv: Sequence[str]) -> int:
+    from stream.schemas import main as schemas_main
+
+    return schemas_main(list(argv))
+
+
+def _demo(argv: Sequence[str]) -> int:
+    from stream.demo import main as demo_main
+
+    return demo_main(list(argv))
+
+
+def _demo_feed(argv: Sequence[str]) -> int:
+    from stream.demo import feed_main
+
+    return feed_main(list(argv))
+
+
+OWN_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "demo": _demo,
+    "demo-feed": _demo_feed,
+    "export-schemas": _export_schemas,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in OWN_COMMANDS:
+        raise SystemExit(OWN_COMMANDS[args[0]](args[1:]))
+    import stream.worker  # noqa: F401 - registers agents, tables and views
+    from stream.app import app
+
+    sys.argv = [sys.argv[0], *args]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

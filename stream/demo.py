@@ -1,0 +1,269 @@
+"""`contact-stream demo`: a seeded tenant's intakes flowing through a real worker, watched live.
+
+The demo starts the local stack (unless servers are given), one worker
+process, a seeded feeder of realistic intakes (form, landing page and import
+sources with overlapping emails and phones, a little garbage), and a terminal
+view of what comes out: contacts created, change events by type, dead letters
+by reason, and what the Redis read model holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+
+from stream.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST_NAMES = ["Ana", "Luis", "Marta", "Jorge", "Lucía", "Pablo", "Elena", "Diego", "Sara", "Raúl"]
+LAST_NAMES = ["García", "López", "Martín", "Sánchez", "Pérez", "Gómez", "Ruiz", "Díaz"]
+CITIES = ["Madrid", "Barcelona", "Sevilla", "Valencia", "Bilbao", None]
+SOURCES = ["form", "landing_page", "import", "facebook_lead_ads", "api", "manual"]
+TAGS = ["webinar", "ebook", "newsletter", "black-friday", "trial"]
+
+
+@dataclass
+class DemoPerson:
+    first: str
+    last: str
+    emails: list[str]
+    phone: str
+
+
+def demo_intakes(seed: int, tenant: str, run: str, people: int = 400) -> Iterator[bytes]:
+    """An endless, seeded stream of intakes: the same seed gives the same contents.
+
+    `run` goes into every `event_id`, so a second demo run is not taken for a
+    replay of the first (repeated event ids within `dedup_days` have no effect).
+    """
+    rng = random.Random(seed)
+    crowd = [
+        DemoPerson(
+            first=rng.choice(FIRST_NAMES),
+            last=rng.choice(LAST_NAMES),
+            emails=[f"person{i}@example-shop.es", f"p{i}.work@corp{i % 7}.com"],
+            phone=f"6{rng.randrange(10_000_000, 99_999_999)}",
+        )
+        for i in range(people)
+    ]
+    n = 0
+    while True:
+        n += 1
+        if rng.random() < 0.03:
+            yield rng.choice([b"{not json", b'{"tenant_id": "bad tenant!"}', b"[]"])
+            continue
+        person = rng.choice(crowd)
+        emails = rng.sample(person.emails, k=rng.randint(0, 2))
+        phones = [person.phone] if rng.random() < 0.6 or not emails else []
+        if rng.random() < 0.02:
+            emails, phones = ["noreply@example.com"], []  # blocked: dead-lettered
+        intake: dict[str, Any] = {
+            "event_id": f"demo-{seed}-{run}-{n}",
+            "tenant_id": tenant,
+            "source": rng.choice(SOURCES),
+            "emails": emails,
+            "phones": phones,
+            "fields": {
+                "first_name": person.first,
+                "last_name": person.last,
+                "city": rng.choice(CITIES),
+            },
+            "tags": rng.sample(TAGS, k=rng.randint(0, 2)),
+        }
+        if intake["source"] == "import":
+            intake["on_match"] = rng.choice(["update", "skip"])
+        yield orjson.dumps(intake)
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    changes: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+    redis_contacts: int = 0
+    redis_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+async def feed(
+    settings: Settings, tally: Tally, seed: int, tenant: str, rate: float, stop: asyncio.Event
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        topic = settings.topic("contacts.intake.v1")
+        for raw in demo_intakes(seed, tenant, run=f"{time.time_ns():x}"):
+            if stop.is_set():
+                break
+            await producer.send(topic, raw)
+            tally.sent += 1
+            await asyncio.sleep(1 / rate)
+    finally:
+        await producer.stop()
+
+
+async def watch_topics(settings: Settings, tally: Tally, stop: asyncio.Event) -> None:
+    changes, dead = settings.topic("contacts.changes.v1"), settings.topic("contacts.deadletter.v1")
+    consumer = AIOKafkaConsumer(
+        changes,
+        dead,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"contact-stream-demo-view-{os.getpid()}",
+        auto_offset_reset="latest",
+        metadata_max_age_ms=2000,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    if tp.topic == changes:
+                        tally.changes[value["type"]] += 1
+                    else:
+                        tally.dead[value["reason"]] += 1
+    finally:
+        await consumer.stop()
+
+
+async def watch_redis(settings: Settings, tally: Tally, tenant: str, stop: asyncio.Event) -> None:
+    client = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
+    pattern = f"{settings.redis_prefix}:{{{tenant}}}:c:*"
+    try:
+        while not stop.is_set():
+            try:
+                tally.redis_contacts = sum([1 async for _ in client.scan_iter(pattern, count=1000)])
+                tally.redis_error = None
+            except OSError as exc:
+                tally.redis_error = type(exc).__name__
+            await asyncio.sleep(1)
+    finally:
+        await client.aclose()
+
+
+def render(tally: Tally, tenant: str) -> str:
+    elapsed = time.monotonic() - tally.started
+    total_changes = sum(tally.changes.values())
+    lines = [
+        f"contact-stream demo — tenant {tenant} — {elapsed:5.0f}s",
+        "",
+        f"  intakes sent          {tally.sent:>8}   ({tally.sent / max(elapsed, 1):.0f}/s)",
+        f"  contacts created      {tally.changes['contact.created']:>8}",
+        f"  change events         {total_changes:>8}",
+    ]
+    lines += [f"    {kind:<22}{count:>8}" for kind, count in sorted(tally.changes.items())]
+    lines.append(f"  dead letters          {sum(tally.dead.values()):>8}")
+    lines += [f"    {reason:<22}{count:>8}" for reason, count in sorted(tally.dead.items())]
+    redis_line = tally.redis_error or str(tally.redis_contacts)
+    lines += [f"  contacts in Redis     {redis_line:>8}", "", "  Ctrl-C to stop"]
+    return "\n".join(lines)
+
+
+async def show(tally: Tally, tenant: str, stop: asyncio.Event, seconds: float | None) -> None:
+    tty = sys.stdout.isatty()
+    while not stop.is_set():
+        if seconds is not None and time.monotonic() - tally.started >= seconds:
+            stop.set()
+        text = render(tally, tenant)
+        if tty:
+            sys.stdout.write("\x1b[2J\x1b[H" + text + "\n")
+        else:
+            sys.stdout.write(" | ".join(line.strip() for line in text.splitlines()[2:6]) + "\n")
+        sys.stdout.flush()
+        await asyncio.sleep(1 if tty else 5)
+    sys.stdout.write(render(tally, tenant) + "\n")
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
+    env["CS_REDIS_URL"] = settings.redis_url.get_secret_value()
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "-l", "info"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    settings = Settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = None
+    if not args.no_worker:
+        log_path = ROOT / ".stack" / "demo-worker.log"
+        worker = start_worker(settings, log_path)
+        print(f"worker pid {worker.pid}, log {log_path}")
+    tally = Tally()
+    try:
+        await asyncio.gather(
+            feed(settings, tally, args.seed, args.tenant, args.rate, stop),
+            watch_topics(settings, tally, stop),
+            watch_redis(settings, tally, args.tenant, stop),
+            show(tally, args.tenant, stop, args.seconds),
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(30)
+            if worker.poll() is None:
+                worker.kill()
+    return 0
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--tenant", default="demo")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rate", type=float, default=50.0, help="intakes per second")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = _parser("contact-stream demo")
+    parser.add_argument("--no-stack", action="store_true", help="servers are already given")
+    parser.add_argument("--no-worker", action="store_true", help="a worker is already running")
+    args = parser.parse_args(argv)
+    if not args.no_stack and not os.environ.get("CS_KAFKA_BOOTSTRAP"):
+        subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
+        env = subprocess.run(
+            [str(ROOT / "scripts" / "stack"), "env"], check=True, capture_output=True, text=True
+        ).stdout
+        for line in env.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            os.environ[name] = value
+    return asyncio.run(run_demo(args))
+
+
+def feed_main(argv: list[str]) -> int:
+    """Only the feeder (docker-compose's demo service): intakes into the configured broker."""
+    args = _parser("contact-stream demo-feed").parse_args(argv)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        await feed(Settings(), Tally(), args.seed, args.tenant, args.rate, stop)
+
+    asyncio.run(run())
+    return 0

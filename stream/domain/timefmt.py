@@ -1,0 +1,29 @@
+"""Time as integer epoch milliseconds: exact, ordered and trivially serializable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+MS_PER_DAY = 86_400_000
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime, floored to the millisecond."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: an offset is required")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def format_ms(ms: int) -> str:
+    """RFC 3339 UTC with millisecond precision: `2026-11-22T10:00:00.000Z`."""
+    m = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    # Explicit widths: strftime's %Y does not zero-pad years before 1000 on Linux.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{ms % 1000:03d}Z"
+    )
+
+
+def format_optional_ms(ms: int | None) -> str | None:
+    return None if ms is None else format_ms(ms)

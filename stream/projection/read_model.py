@@ -1,0 +1,87 @@
+"""The Redis read model (SPEC §4): version-checked, idempotent writes.
+
+Every contact keeps, beside its JSON, the set of index keys it wrote
+(`cs:{t}:m:{id}`), so a new snapshot removes exactly the stale entries in the
+same atomic script. All of a tenant's keys share the `{t}` hash tag, so the
+script touches a single Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+# KEYS[1] contact JSON, KEYS[2] the contact's own index-membership set,
+# KEYS[3..] identifier keys; ARGV[1] version, ARGV[2] JSON, ARGV[3] contact id.
+# An identifier key is deleted only while it still names this contact: after
+# a purge, another contact may own the value already.
+_APPLY_SNAPSHOT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local stored = cjson.decode(current)['version']
+  if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+end
+local wanted = {}
+for i = 3, #KEYS do wanted[KEYS[i]] = true end
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not wanted[key] and redis.call('GET', key) == ARGV[3] then
+    redis.call('DEL', key)
+  end
+end
+redis.call('DEL', KEYS[2])
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[3])
+  redis.call('SADD', KEYS[2], KEYS[i])
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class ReadModel:
+    """Writes contact snapshots to Redis under `prefix` (SPEC §4)."""
+
+    def __init__(self, client: Redis, prefix: str = "cs") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._apply = client.register_script(_APPLY_SNAPSHOT)
+
+    def tenant_prefix(self, tenant_id: str) -> str:
+        return f"{self.prefix}:{{{tenant_id}}}"
+
+    def contact_key(self, tenant_id: str, contact_id: str) -> str:
+        return f"{self.tenant_prefix(tenant_id)}:c:{contact_id}"
+
+    def identifier_key(self, tenant_id: str, kind: str, value: str) -> str:
+        return f"{self.tenant_prefix(tenant_id)}:{kind}:{value}"
+
+    async def apply_snapshot(self, snap: dict[str, Any]) -> bool:
+        """Write a snapshot unless Redis already holds this version or a newer one."""
+        tenant, contact_id = snap["tenant_id"], snap["contact_id"]
+        identifier_keys = [
+            self.identifier_key(tenant, kind, value)
+            for kind, values in (
+                ("email", snap.get("emails", [])),
+                ("phone", snap.get("phones", [])),
+            )
+            for value in values
+        ]
+        keys = [
+            self.contact_key(tenant, contact_id),
+            f"{self.tenant_prefix(tenant)}:m:{contact_id}",
+            *identifier_keys,
+        ]
+        written = await self._apply(
+            keys=keys, args=[snap["version"], orjson.dumps(snap), contact_id]
+        )
+        return bool(written)
+
+    async def get_contact(self, tenant_id: str, contact_id: str) -> dict[str, Any] | None:
+        raw = await self.client.get(self.contact_key(tenant_id, contact_id))
+        return None if raw is None else orjson.loads(raw)
+
+    async def lookup(self, tenant_id: str, kind: str, value: str) -> str | None:
+        raw = await self.client.get(self.identifier_key(tenant_id, kind, value))
+        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -1,0 +1,43 @@
+"""Settings from environment variables (prefix `CS_`), one place for every knob."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of a worker; see README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="CS_", extra="ignore")
+
+    app_id: str = Field("contact-stream", description="Kafka consumer group and table prefix")
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="host:port[,host:port]")
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:16379/0"), description="may carry a password"
+    )
+    redis_prefix: str = "cs"
+    store: str = Field("rocksdb://", description="table store: rocksdb:// or memory://")
+    datadir: str = Field("./.stack/worker-data", description="tables' local state")
+    partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
+    replication_factor: int = Field(1, ge=1)
+    topic_prefix: str = Field("", description="prefixed to every topic name")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    producer_linger: float = Field(0.05, ge=0, description="seconds a produce batch may wait")
+    library_log_level: str = Field(
+        "WARNING", description="level of the faust, mode and aiokafka loggers"
+    )
+    projection_retry_max: float = Field(5.0, gt=0, description="max seconds between Redis retries")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

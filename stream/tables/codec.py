@@ -1,0 +1,62 @@
+"""Byte codecs of table values: versionless JSON, decoded into domain state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from stream.domain.contact import Contact, TimedValue
+
+
+def _timed(tv: TimedValue | None) -> list[Any] | None:
+    return None if tv is None else [tv.value, tv.at, tv.event_id]
+
+
+def _untimed(raw: list[Any] | None) -> TimedValue | None:
+    return None if raw is None else TimedValue(raw[0], raw[1], raw[2])
+
+
+def encode_contact(contact: Contact) -> bytes:
+    return orjson.dumps(
+        {
+            "tenant_id": contact.tenant_id,
+            "contact_id": contact.contact_id,
+            "source": contact.source,
+            "created_at": contact.created_at,
+            "updated_at": contact.updated_at,
+            "version": contact.version,
+            "state": contact.state,
+            "emails": contact.emails,
+            "phones": contact.phones,
+            "fields": [[name, _timed(tv)] for name, tv in contact.fields],
+            "tags": contact.tags,
+            "owner": _timed(contact.owner),
+            "lists": contact.lists,
+            "suspended": contact.suspended,
+            "deleted_at": contact.deleted_at,
+            "merged_into": contact.merged_into,
+        }
+    )
+
+
+def decode_contact(raw: bytes) -> Contact:
+    d = orjson.loads(raw)
+    return Contact(
+        tenant_id=d["tenant_id"],
+        contact_id=d["contact_id"],
+        source=d["source"],
+        created_at=d["created_at"],
+        updated_at=d["updated_at"],
+        version=d["version"],
+        state=d["state"],
+        emails=tuple(d["emails"]),
+        phones=tuple(d["phones"]),
+        fields=tuple((name, TimedValue(*tv)) for name, tv in d["fields"]),
+        tags=tuple(d["tags"]),
+        owner=_untimed(d["owner"]),
+        lists=tuple(d["lists"]),
+        suspended=d["suspended"],
+        deleted_at=d["deleted_at"],
+        merged_into=d["merged_into"],
+    )

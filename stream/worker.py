@@ -1,0 +1,8 @@
+"""Everything a worker runs: importing this module registers it on the app."""
+
+from stream.agents import contact, intake  # noqa: F401
+from stream.app import app
+from stream.projection import agent  # noqa: F401
+from stream.web import views  # noqa: F401
+
+__all__ = ["app"]

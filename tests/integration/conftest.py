@@ -1,0 +1,275 @@
+"""Real Kafka + Redis for the integration tests, and factories around them.
+
+Servers, in order: `CS_KAFKA_BOOTSTRAP` + `CS_REDIS_URL` from the environment;
+else testcontainers when a Docker engine answers; else `scripts/stack up`
+(Kafka from its Maven jars, redis-server from the OS packages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "scripts" / "stack"
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    bootstrap, redis_url = os.environ.get("CS_KAFKA_BOOTSTRAP"), os.environ.get("CS_REDIS_URL")
+    if bootstrap and redis_url:
+        yield Servers(bootstrap, redis_url)
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
+
+        with (
+            KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka,
+            RedisContainer("redis:7") as rds,
+        ):
+            host, port = rds.get_container_host_ip(), rds.get_exposed_port(6379)
+            yield Servers(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0")
+        return
+    was_up = subprocess.run([str(STACK), "status"], capture_output=True).returncode == 0
+    subprocess.run([str(STACK), "up"], check=True)
+    env = subprocess.run([str(STACK), "env"], check=True, capture_output=True, text=True).stdout
+    values = dict(
+        line.removeprefix("export ").split("=", 1) for line in env.splitlines() if "=" in line
+    )
+    try:
+        yield Servers(values["CS_KAFKA_BOOTSTRAP"], values["CS_REDIS_URL"])
+    finally:
+        if not was_up:
+            subprocess.run([str(STACK), "down"], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(
+    condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> Any:
+    """Poll an (async or sync) condition until it is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Worker:
+    """A real `contact-stream worker` process."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start {self.starts} =====\n".encode())
+        log.flush()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "-l", "info"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def ready_count(self) -> int:
+        return self.log_text().count("contact-stream ready")
+
+    async def wait_ready(self, timeout: float = 90.0) -> None:
+        marker = f"===== start {self.starts} ====="
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log_text()[-4000:]}")
+            return "contact-stream ready" in self.log_text().rsplit(marker, 1)[-1]
+
+        await wait_for(ready, timeout, what="worker ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@dataclass
+class Env:
+    """One test's isolated world: its own topic prefix, consumer group and Redis prefix."""
+
+    servers: Servers
+    prefix: str
+    tmp_path: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"cs-{self.prefix}"
+
+    def worker(self, datadir: str = "data", **extra: str) -> Worker:
+        env = {
+            **os.environ,
+            "CS_KAFKA_BOOTSTRAP": self.servers.kafka_bootstrap,
+            "CS_REDIS_URL": self.servers.redis_url,
+            "CS_APP_ID": f"cs-{self.prefix}",
+            "CS_TOPIC_PREFIX": f"{self.prefix}.",
+            "CS_REDIS_PREFIX": self.redis_prefix,
+            "CS_DATADIR": str(self.tmp_path / datadir),
+            "CS_WEB_PORT": str(free_port()),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+        w = Worker(env, self.tmp_path / f"worker-{len(self.workers)}.log")
+        self.workers.append(w)
+        return w
+
+
+@pytest.fixture
+def env(servers: Servers, tmp_path: Path) -> Iterator[Env]:
+    e = Env(servers, f"t{uuid.uuid4().hex[:10]}", tmp_path)
+    yield e
+    for w in e.workers:
+        w.stop()
+
+
+@pytest.fixture
+async def producer(servers: Servers) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap, linger_ms=5)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def redis_client(servers: Servers) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(servers.redis_url)
+    yield client
+    await client.aclose()
+
+
+class TopicReader:
+    """Reads a whole topic from the beginning, accumulating records as they come."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.records: list[Any] = []
+        # A group of its own: it starts at the earliest offset and picks the topic
+        # up as soon as it exists (metadata refreshed every second).
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"reader-{uuid.uuid4().hex}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=1000,
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def poll(self) -> list[Any]:
+        batches = await self._consumer.getmany(timeout_ms=200)
+        for tp in sorted(batches, key=lambda t: t.partition):
+            self.records.extend(batches[tp])
+        return self.records
+
+    def values(self) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.records]
+
+    async def wait_until(
+        self, condition: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        async def check() -> bool:
+            await self.poll()
+            return condition(self.values())
+
+        await wait_for(check, timeout, interval=0.05, what=f"records on {self.topic}")
+        return self.values()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+@pytest.fixture
+async def reader(servers: Servers) -> AsyncIterator[Callable[[str], Any]]:
+    readers: list[TopicReader] = []
+
+    async def make(topic: str) -> TopicReader:
+        r = TopicReader(servers.kafka_bootstrap, topic)
+        await r.start()
+        readers.append(r)
+        return r
+
+    yield make
+    for r in readers:
+        await r.stop()
+
+
+async def send_json(
+    producer: AIOKafkaProducer, topic: str, value: Any, key: bytes | None = None
+) -> None:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    await producer.send_and_wait(topic, raw, key=key)

@@ -1,0 +1,149 @@
+"""End to end on a real broker, Redis and worker: intake -> tables -> changes -> Redis."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Env, send_json, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def intake(tenant: str, emails: list[str], phones: list[str] = (), **extra: Any) -> dict[str, Any]:  # type: ignore[assignment]
+    return {
+        "event_id": uuid.uuid4().hex,
+        "tenant_id": tenant,
+        "occurred_at": "2026-11-22T10:00:00+01:00",
+        "source": "form",
+        "emails": emails,
+        "phones": list(phones),
+        **extra,
+    }
+
+
+def of_type(changes: list[dict[str, Any]], change_type: str) -> list[dict[str, Any]]:
+    return [c for c in changes if c["type"] == change_type]
+
+
+async def test_intake_creates_contact_then_update_continues_versions_and_reaches_redis(
+    env: Env, producer, reader, redis_client
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    tenant = "acme"
+
+    first = intake(tenant, [" Ana@Example.com "], ["600 111 222"], fields={"first_name": "Ana"})
+    await send_json(producer, env.topic("contacts.intake.v1"), first, key=b"whatever")
+    values = await changes.wait_until(lambda v: len(v) >= 1)
+    created = values[0]
+    assert created["type"] == "contact.created"
+    assert created["version"] == 1
+    assert created["at"] == "2026-11-22T09:00:00.000Z"
+    assert created["cause"] == {"kind": "intake", "event_id": first["event_id"]}
+    contact_id = created["contact_id"]
+    assert created["data"]["contact"]["emails"] == ["ana@example.com"]
+    assert created["data"]["contact"]["phones"] == ["+34600111222"]
+
+    second = intake(tenant, ["ana@example.com", "ana.work@example.com"], fields={"city": "Madrid"})
+    await send_json(producer, env.topic("contacts.intake.v1"), second)
+    values = await changes.wait_until(lambda v: len(v) >= 3)
+    assert [(c["type"], c["version"]) for c in values] == [
+        ("contact.created", 1),
+        ("identifier.added", 2),
+        ("contact.updated", 3),
+    ]
+    assert {c["contact_id"] for c in values} == {contact_id}
+    assert len({c["change_id"] for c in values}) == 3
+    assert values[2]["data"]["changed"] == {"city": [None, "Madrid"]}
+    assert values[2]["data"]["match"] == {"by": "email", "identifier": "ana@example.com"}
+    assert changes.records[0].key == f"{tenant}:{contact_id}".encode()
+
+    prefix = f"{env.redis_prefix}:{{{tenant}}}"
+
+    async def redis_has_version_3() -> dict[str, Any] | None:
+        raw = await redis_client.get(f"{prefix}:c:{contact_id}")
+        snap = None if raw is None else orjson.loads(raw)
+        return snap if snap and snap["version"] == 3 else None
+
+    snap = await wait_for(redis_has_version_3, 30, what="redis snapshot v3")
+    assert snap["emails"] == ["ana@example.com", "ana.work@example.com"]
+    assert snap["fields"] == {"first_name": "Ana", "city": "Madrid"}
+    for key in ("email:ana@example.com", "email:ana.work@example.com", "phone:+34600111222"):
+        assert await redis_client.get(f"{prefix}:{key}") == contact_id.encode()
+
+
+async def test_garbage_is_dead_lettered_with_its_reason_and_the_agent_keeps_going(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    topic = env.topic("contacts.intake.v1")
+    dead = await reader(env.topic("contacts.deadletter.v1"))
+    changes = await reader(env.topic("contacts.changes.v1"))
+
+    bad: list[tuple[bytes, str]] = [
+        (b"not json at all", "invalid_json"),
+        (b"\xff\xfe{}", "invalid_json"),
+        (b"[1, 2, 3]", "invalid_json"),
+        (
+            orjson.dumps({"event_id": "x", "source": "form", "emails": ["a@b.com"]}),
+            "unknown_tenant_format",
+        ),
+        (orjson.dumps({**intake("acme", ["a@example.com"]), "source": "carrier-pigeon"}), "schema"),
+        (orjson.dumps({**intake("acme", ["a@example.com"]), "marketing": "yes"}), "schema"),
+        (orjson.dumps(intake("acme", ["nope"], ["12"])), "no_valid_identifier"),
+        (orjson.dumps({**intake("acme", ["big@example.com"]), "pad": "x" * 70_000}), "too_large"),
+    ]
+    for i, (raw, _reason) in enumerate(bad):
+        await producer.send_and_wait(topic, raw, key=f"k{i}".encode())
+    good = intake("acme", ["after.garbage@example.com"])
+    await send_json(producer, topic, good)
+
+    letters = await dead.wait_until(lambda v: len(v) >= len(bad))
+    assert sorted(d["reason"] for d in letters) == sorted(reason for _, reason in bad)
+    by_key = {d["key"]: d for d in letters}
+    assert by_key["k0"]["raw"] == "not json at all"
+    assert by_key["k1"]["raw"].startswith("\ufffd")
+    assert by_key["k7"]["reason"] == "too_large"
+    assert all(d["topic"] == topic and d["detail"] for d in letters)
+    created = await changes.wait_until(lambda v: len(v) >= 1)
+    assert created[0]["cause"]["event_id"] == good["event_id"]
+    assert worker.process is not None and worker.process.poll() is None
+
+
+async def test_sigkilled_worker_recovers_contacts_from_changelog_without_recreating_them(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker(datadir="data-1")
+    worker.start()
+    await worker.wait_ready()
+    topic = env.topic("contacts.intake.v1")
+    changes = await reader(env.topic("contacts.changes.v1"))
+    emails = [f"person{i}@example.com" for i in range(20)]
+    for email in emails:
+        await send_json(producer, topic, intake("acme", [email]))
+    await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= len(emails))
+    worker.kill()
+
+    # A fresh data dir: the tables can only come back from their changelog topics.
+    restarted = env.worker(datadir="data-2")
+    restarted.start()
+    await restarted.wait_ready()
+    for email in emails:
+        await send_json(producer, topic, intake("acme", [email], tags=["again"]))
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.updated")) >= len(emails))
+    assert len(of_type(values, "contact.created")) == len(emails)
+    ids_created = {c["contact_id"] for c in of_type(values, "contact.created")}
+    assert {c["contact_id"] for c in of_type(values, "contact.updated")} == ids_created
+    versions: dict[str, list[int]] = {}
+    for c in values:
+        versions.setdefault(c["contact_id"], []).append(c["version"])
+    assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
+    assert len({c["change_id"] for c in values}) == len(values)
