@@ -62,6 +62,7 @@ app = App(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     consumer_auto_offset_reset="earliest",
+    stream_buffer_maxsize=settings.stream_buffer_maxsize,
 )
 
 

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     web_port: int = 6066
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     producer_linger: float = Field(0.05, ge=0, description="seconds a produce batch may wait")
+    stream_buffer_maxsize: int = Field(
+        4096, ge=1, description="events buffered per partition before its fetching pauses"
+    )
     library_log_level: str = Field(
         "WARNING", description="level of the faust, mode and aiokafka loggers"
     )

@@ -2,7 +2,7 @@
 
 from stream.agents import contact, intake  # noqa: F401
 from stream.app import app
-from stream.projection import agent  # noqa: F401
+from stream.projection import service  # noqa: F401
 from stream.web import views  # noqa: F401
 
 __all__ = ["app"]

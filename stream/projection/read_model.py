@@ -57,8 +57,16 @@ class ReadModel:
     def identifier_key(self, tenant_id: str, kind: str, value: str) -> str:
         return f"{self.tenant_prefix(tenant_id)}:{kind}:{value}"
 
-    async def apply_snapshot(self, snap: dict[str, Any]) -> bool:
-        """Write a snapshot unless Redis already holds this version or a newer one."""
+    async def apply_snapshots(self, snapshots: list[dict[str, Any]]) -> int:
+        """Write snapshots in one pipelined round trip; returns how many were newer."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for snap in snapshots:
+                keys, args = self._apply_arguments(snap)
+                await self._apply(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return sum(1 for r in results if r)
+
+    def _apply_arguments(self, snap: dict[str, Any]) -> tuple[list[str], list[Any]]:
         tenant, contact_id = snap["tenant_id"], snap["contact_id"]
         identifier_keys = [
             self.identifier_key(tenant, kind, value)
@@ -73,15 +81,4 @@ class ReadModel:
             f"{self.tenant_prefix(tenant)}:m:{contact_id}",
             *identifier_keys,
         ]
-        written = await self._apply(
-            keys=keys, args=[snap["version"], orjson.dumps(snap), contact_id]
-        )
-        return bool(written)
-
-    async def get_contact(self, tenant_id: str, contact_id: str) -> dict[str, Any] | None:
-        raw = await self.client.get(self.contact_key(tenant_id, contact_id))
-        return None if raw is None else orjson.loads(raw)
-
-    async def lookup(self, tenant_id: str, kind: str, value: str) -> str | None:
-        raw = await self.client.get(self.identifier_key(tenant_id, kind, value))
-        return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+        return keys, [snap["version"], orjson.dumps(snap), contact_id]

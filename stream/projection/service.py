@@ -1,0 +1,93 @@
+"""The Redis projection: a consumer of the snapshots topic of its own.
+
+It is not a Faust agent on purpose. Faust feeds every agent of a worker from
+one fetch loop; when one agent waits (here: for Redis), its buffer fills and
+the loop blocks, stopping every other agent too (a test showed the whole
+pipeline stalling with Redis down). With a consumer of its own (group
+`{app_id}-projection`), waiting for Redis stops only this consumer: Kafka
+keeps the snapshots, and the projection catches up when Redis answers again.
+
+Offsets are committed only after a batch is in Redis; writes are
+version-checked, so a batch replayed after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from mode import Service
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stream.app import app, settings
+from stream.projection.read_model import ReadModel
+from stream.topics import SNAPSHOTS
+
+log = logging.getLogger(__name__)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def latest_per_contact(values: list[bytes]) -> list[dict[str, Any]]:
+    """Only the newest snapshot of each contact in a batch needs writing."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for raw in values:
+        snap = orjson.loads(raw)
+        key = (snap["tenant_id"], snap["contact_id"])
+        if key not in latest or latest[key]["version"] < snap["version"]:
+            latest[key] = snap
+    return list(latest.values())
+
+
+@app.service
+class Projection(Service):
+    """Keeps the Redis read model in step with `contact-stream.snapshots.v1`."""
+
+    batch_size = 500
+
+    async def on_start(self) -> None:
+        self.model = ReadModel(
+            Redis.from_url(
+                settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+            ),
+            settings.redis_prefix,
+        )
+        self.consumer = AIOKafkaConsumer(
+            SNAPSHOTS,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"{settings.app_id}-projection",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=5000,
+        )
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        await self.consumer.stop()
+        await self.model.client.aclose()
+
+    @Service.task
+    async def _project(self) -> None:
+        while not self.should_stop:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            values = [r.value for records in batches.values() for r in records if r.value]
+            if values:
+                await self._write(latest_per_contact(values))
+            if batches:
+                await self.consumer.commit()
+
+    async def _write(self, snapshots: list[dict[str, Any]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self.model.apply_snapshots(snapshots)
+                return
+            except REDIS_DOWN as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.projection_retry_max)
