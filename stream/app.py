@@ -63,6 +63,7 @@ app = App(
     web_port=settings.web_port,
     consumer_auto_offset_reset="earliest",
     stream_buffer_maxsize=settings.stream_buffer_maxsize,
+    broker_session_timeout=settings.session_timeout,
 )
 
 

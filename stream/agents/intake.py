@@ -6,7 +6,6 @@ intake of a tenant on one partition, where identity is resolved.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,23 +14,11 @@ from faust.types import StreamT
 from stream.agents.output import send_dead_letter
 from stream.app import app
 from stream.domain.normalize import normalize_identifiers
-from stream.domain.timefmt import to_ms
+from stream.domain.timefmt import logical_time, to_ms
 from stream.models import ContactIntake, InputRejected, TenantConfig, decode_input
 from stream.topics import intake_by_tenant_topic, intake_topic
 
-# Clock skew a producer may have before its `occurred_at` is distrusted (SPEC §2.1).
-MAX_FUTURE_MS = 5 * 60 * 1000
 DEFAULT_CONFIG = TenantConfig()
-
-
-def effective_time(occurred_at: datetime | None, broker_ms: int) -> tuple[int, bool]:
-    """The input's logical time and whether it was clamped to the broker timestamp."""
-    if occurred_at is None:
-        return broker_ms, False
-    at = to_ms(occurred_at)
-    if at > broker_ms + MAX_FUTURE_MS:
-        return broker_ms, True
-    return at, False
 
 
 def routed_intake(
@@ -49,7 +36,8 @@ def routed_intake(
     )
     if not ids.emails and not ids.phones:
         return None
-    at, clamped = effective_time(intake.occurred_at, broker_ms)
+    occurred_ms = None if intake.occurred_at is None else to_ms(intake.occurred_at)
+    at, clamped = logical_time(occurred_ms, broker_ms)
     return {
         "tenant_id": intake.tenant_id,
         "event_id": intake.event_id,

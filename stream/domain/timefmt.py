@@ -5,6 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 MS_PER_DAY = 86_400_000
+# Clock skew a producer may have before its `occurred_at` is distrusted (SPEC §2.1).
+MAX_FUTURE_MS = 5 * 60 * 1000
+
+
+def logical_time(occurred_ms: int | None, broker_ms: int) -> tuple[int, bool]:
+    """An input's time and whether it was clamped: at most 5 min after the broker's."""
+    if occurred_ms is None:
+        return broker_ms, False
+    if occurred_ms > broker_ms + MAX_FUTURE_MS:
+        return broker_ms, True
+    return occurred_ms, False
 
 
 def to_ms(moment: datetime) -> int:

@@ -40,6 +40,17 @@ return 1
 """
 
 
+def latest_per_contact(values: list[bytes]) -> list[dict[str, Any]]:
+    """Only the newest snapshot of each contact in a batch needs writing."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for raw in values:
+        snap = orjson.loads(raw)
+        key = (snap["tenant_id"], snap["contact_id"])
+        if key not in latest or latest[key]["version"] < snap["version"]:
+            latest[key] = snap
+    return list(latest.values())
+
+
 class ReadModel:
     """Writes contact snapshots to Redis under `prefix` (SPEC §4)."""
 

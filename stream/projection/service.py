@@ -17,7 +17,6 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer
 from mode import Service
 from redis.asyncio import Redis
@@ -25,22 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.app import app, settings
-from stream.projection.read_model import ReadModel
+from stream.projection.read_model import ReadModel, latest_per_contact
 from stream.topics import SNAPSHOTS
 
 log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def latest_per_contact(values: list[bytes]) -> list[dict[str, Any]]:
-    """Only the newest snapshot of each contact in a batch needs writing."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for raw in values:
-        snap = orjson.loads(raw)
-        key = (snap["tenant_id"], snap["contact_id"])
-        if key not in latest or latest[key]["version"] < snap["version"]:
-            latest[key] = snap
-    return list(latest.values())
 
 
 @app.service

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "scripts" / "stack"
@@ -179,6 +179,8 @@ class Env:
             "CS_DATADIR": str(self.tmp_path / datadir),
             "CS_WEB_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
+            # A SIGKILLed worker's partitions move after this long, not 60 s.
+            "CS_SESSION_TIMEOUT": "10",
             **extra,
         }
         w = Worker(env, self.tmp_path / f"worker-{len(self.workers)}.log")
@@ -266,6 +268,35 @@ async def reader(servers: Servers) -> AsyncIterator[Callable[[str], Any]]:
     yield make
     for r in readers:
         await r.stop()
+
+
+async def wait_committed(servers: Servers, group: str, topic: str, timeout: float = 60) -> None:
+    """Wait until `group` has committed every partition of `topic` up to its end.
+
+    A worker commits only after its producer has flushed (outputs and table
+    changelogs), so this is the moment its state is durable in Kafka.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        assert tps, f"topic {topic} has no partitions"
+        ends = await consumer.end_offsets(tps)
+
+        async def all_committed() -> bool:
+            for tp in tps:
+                committed = await consumer.committed(tp) or 0
+                if committed < ends[tp]:
+                    return False
+            return True
+
+        await wait_for(all_committed, timeout, what=f"{group} committed {topic}")
+    finally:
+        await consumer.stop()
 
 
 async def send_json(
