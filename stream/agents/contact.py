@@ -70,6 +70,25 @@ def _already_applied(intake: Intake) -> bool:
     return seen is not None and intake.at - int(seen) < DEDUP_MS
 
 
+def _owners(tenant: str, intake: Intake) -> dict[Identifier, str]:
+    """The owner of each identifier of the intake, as the identity table says.
+
+    An owner whose contact is missing is taken as no owner: its contact write
+    was lost in a crash while the identity write survived (separate changelog
+    topics), and the contact is created again by the input that replays it.
+    """
+    owners: dict[Identifier, str] = {}
+    for ident in intake.identifiers.identifiers:
+        owner = identities.get(identity_key(tenant, ident.kind.value, ident.value))
+        if owner is None:
+            continue
+        if contacts.get(contact_key(tenant, owner.decode())) is None:
+            log.warning("identity owner without contact in tenant %s: treated as unowned", tenant)
+            continue
+        owners[ident] = owner.decode()
+    return owners
+
+
 @app.agent(intake_by_tenant_topic, name="apply-intakes")
 async def apply_intakes(stream: StreamT[bytes]) -> None:
     async for payload_raw in stream:
@@ -78,11 +97,7 @@ async def apply_intakes(stream: StreamT[bytes]) -> None:
         if _already_applied(intake):
             continue
         tenant = intake.tenant_id
-        owners: dict[Identifier, str] = {}
-        for ident in intake.identifiers.identifiers:
-            owner = identities.get(identity_key(tenant, ident.kind.value, ident.value))
-            if owner is not None:
-                owners[ident] = owner.decode()
+        owners = _owners(tenant, intake)
         match = find_match(intake.identifiers, owners)
         matched = None
         if match is not None:

@@ -195,7 +195,13 @@ def _attach_identifiers(
         log.emit("identifier.dropped", {**drop, "match": match_json})
     for ident in intake.identifiers.identifiers:
         owner = owners.get(ident)
-        if owner == contact.contact_id or ident.value in held[ident.kind]:
+        if owner == contact.contact_id:
+            continue
+        if ident.value in held[ident.kind]:
+            if owner is None:
+                # Held but unowned: the identity write of an earlier input was
+                # lost (a crash between two table writes). Claim it again.
+                claimed.append(ident)
             continue
         if owner is not None:
             log.emit(

@@ -206,3 +206,14 @@ def test_an_input_without_changes_emits_nothing() -> None:
 def test_normalized_kinds() -> None:
     ids = Normalized(("a@example.com",), ("+34600111222",), ())
     assert [i.kind for i in ids.identifiers] == [Kind.EMAIL, Kind.PHONE]
+
+
+def test_an_identifier_held_by_the_contact_but_unowned_is_claimed_again() -> None:
+    world = World()
+    ana = world.apply(intake("e1", ["ana@example.com", "ana2@example.com"])).contact
+    # As after a crash that kept the contact's write but lost one identity write.
+    del world.owners[Identifier(Kind.EMAIL, "ana2@example.com")]
+    d = world.apply(intake("e2", ["ana@example.com", "ana2@example.com"], offset=1))
+    assert d.claimed == (Identifier(Kind.EMAIL, "ana2@example.com"),)
+    assert types(d) == []
+    assert world.owners[Identifier(Kind.EMAIL, "ana2@example.com")] == ana.contact_id
