@@ -35,6 +35,12 @@ class App(faust.App):
     anyway: nothing is committed, and the event is retried on restart.
     """
 
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        from stream.topics import ensure_topics  # the topics module imports this one
+
+        await ensure_topics()
+
     async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:
         # The traceback without the exception's message: a message may quote a
         # table key, and keys hold emails and phones.

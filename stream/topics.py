@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import TopicT
 
 from stream.app import app, settings
@@ -12,9 +16,11 @@ COMMANDS = settings.topic("contacts.commands.v1")
 TENANT_CONFIG = settings.topic("tenants.config.v1")
 CHANGES = settings.topic("contacts.changes.v1")
 DEADLETTER = settings.topic("contacts.deadletter.v1")
-# Internal: intakes repartitioned by tenant, and the latest snapshot per contact
-# that the Redis projection consumes (compacted: only the newest matters).
-INTAKE_BY_TENANT = settings.topic("contact-stream.intake-by-tenant.v1")
+# Internal hops: identity operations keyed by identifier (`tenant|kind|value`),
+# contact operations keyed by `tenant:contact_id`, and the latest snapshot per
+# contact that the Redis projection consumes (compacted: only the newest matters).
+IDENTITY_OPS = settings.topic("contact-stream.identity-ops.v1")
+CONTACT_OPS = settings.topic("contact-stream.contact-ops.v1")
 SNAPSHOTS = settings.topic("contact-stream.snapshots.v1")
 
 
@@ -34,5 +40,45 @@ def _topic(name: str, *, compacting: bool = False) -> TopicT:
 intake_topic = _topic(INTAKE)
 changes_topic = _topic(CHANGES)
 deadletter_topic = _topic(DEADLETTER)
-intake_by_tenant_topic = _topic(INTAKE_BY_TENANT)
+identity_ops_topic = _topic(IDENTITY_OPS)
+contact_ops_topic = _topic(CONTACT_OPS)
 snapshots_topic = _topic(SNAPSHOTS, compacting=True)
+
+# Every topic the worker reads or writes, with whether it is compacted.
+ALL_TOPICS: tuple[tuple[str, bool], ...] = (
+    (INTAKE, False),
+    (CHANGES, False),
+    (DEADLETTER, False),
+    (IDENTITY_OPS, False),
+    (CONTACT_OPS, False),
+    (SNAPSHOTS, True),
+)
+
+
+async def ensure_topics() -> None:
+    """Create the app's topics that are missing, before any agent runs.
+
+    Faust creates only the topics its agents consume. A send to a topic that
+    does not exist yet left the producer's flush waiting for metadata (5 s
+    and more in a test), and every contact operation waits for a flush.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if compacted else {},
+            )
+            for name, compacted in ALL_TOPICS
+            if name not in existing
+        ]
+        if missing:
+            # Another worker may create them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()

@@ -1,22 +1,22 @@
-"""route_intakes: validate and normalize raw intakes, then repartition them by tenant.
+"""route_intakes: validate and normalize raw intakes, then start their identity visit.
 
-The input key is never trusted (SPEC §2): the tenant-keyed hop puts every
-intake of a tenant on one partition, where identity is resolved.
+The input key is never trusted (SPEC §2): a valid intake is sent to the
+partition of its first identifier in lock order (stream/domain/locking.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from faust.types import StreamT
 
+from stream.agents.identity import start_visit
 from stream.agents.output import send_dead_letter
 from stream.app import app
 from stream.domain.normalize import normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
 from stream.models import ContactIntake, InputRejected, TenantConfig, decode_input
-from stream.topics import intake_by_tenant_topic, intake_topic
+from stream.topics import intake_topic
 
 DEFAULT_CONFIG = TenantConfig()
 
@@ -73,6 +73,4 @@ async def route_intakes(stream: StreamT[bytes]) -> None:
         if payload is None:
             await send_dead_letter(event, "no_valid_identifier", "no valid email or phone")
             continue
-        await intake_by_tenant_topic.send(
-            key=intake.tenant_id.encode(), value=orjson.dumps(payload)
-        )
+        await start_visit(payload)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from faust.types import EventT
 
-from stream.domain.contact import Change, Contact, snapshot
+from stream.domain.contact import Contact, snapshot
 from stream.domain.timefmt import format_ms
 from stream.models import dead_letter_raw
 from stream.tables.contacts import contact_key
@@ -39,12 +39,11 @@ async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None
     await deadletter_topic.send(key=key, value=orjson.dumps(letter))
 
 
-async def publish(changes: Iterable[Change], contact: Contact) -> None:
-    """Change events in version order, then the contact's latest snapshot."""
+async def publish(changes: Sequence[str], contact: Contact) -> None:
+    """Change events (JSON text, in version order), then the contact's latest snapshot."""
+    if not changes:
+        return
     key = contact_key(contact.tenant_id, contact.contact_id).encode()
-    sent = False
     for change in changes:
-        await changes_topic.send(key=key, value=orjson.dumps(change.as_json()))
-        sent = True
-    if sent:
-        await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))
+        await changes_topic.send(key=key, value=change.encode())
+    await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))

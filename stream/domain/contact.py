@@ -8,9 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stream.domain.normalize import Identifier, Kind
 from stream.domain.timefmt import format_ms, format_optional_ms
 
 Scalar = str | int | float | bool | None
+
+# Contact states (SPEC §2.6.1 `state`). Live and trashed contacts hold their
+# identifiers; purged and merged ones are tombstones that hold none.
+LIVE = "live"
+TRASHED = "trashed"
+PURGED = "purged"
+MERGED = "merged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +64,11 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class TimedValue:
-    """A field value with the time that wrote it: last writer wins (SPEC §3.2.5)."""
+    """A field value with the time that wrote it: last writer wins (SPEC §3.2.5).
+
+    A `None` value is a clear written by `update_contact`: it is kept with its
+    time, so an older write arriving later still loses to it.
+    """
 
     value: Scalar
     at: int
@@ -68,9 +80,11 @@ class TimedValue:
 
 @dataclass(frozen=True, slots=True)
 class Contact:
+    """One contact's state. `source` is None only on a tombstone (purged, merged)."""
+
     tenant_id: str
     contact_id: str
-    source: str
+    source: str | None
     created_at: int
     updated_at: int
     version: int = 0
@@ -84,10 +98,38 @@ class Contact:
     suspended: bool = False
     deleted_at: int | None = None
     merged_into: str | None = None
+    # When a trashed contact is due for purge (SPEC §3.3.1); None unless trashed.
+    purge_after: int | None = None
 
     @property
     def field_map(self) -> dict[str, TimedValue]:
         return dict(self.fields)
+
+    @property
+    def holds_identifiers(self) -> bool:
+        """Live and trashed contacts own their identifiers; tombstones own none (SPEC §4)."""
+        return self.state in (LIVE, TRASHED)
+
+    @property
+    def identifiers(self) -> tuple[Identifier, ...]:
+        return tuple(Identifier(Kind.EMAIL, e) for e in self.emails) + tuple(
+            Identifier(Kind.PHONE, p) for p in self.phones
+        )
+
+
+def tombstone(contact: Contact, state: str, merged_into: str | None = None) -> Contact:
+    """What a purged or merged contact keeps (SPEC §3.3.1): ids, times and state, no data."""
+    return Contact(
+        tenant_id=contact.tenant_id,
+        contact_id=contact.contact_id,
+        source=None,
+        created_at=contact.created_at,
+        updated_at=contact.updated_at,
+        version=contact.version,
+        state=state,
+        deleted_at=contact.deleted_at,
+        merged_into=merged_into if merged_into is not None else contact.merged_into,
+    )
 
 
 def derive_contact_id(
@@ -103,12 +145,43 @@ def derive_contact_id(
 
 def derive_change_id(contact: Contact, version: int, change_type: str, cause: Cause) -> str:
     """Deterministic and unique per (contact, version): a replay reproduces it exactly."""
+    return _change_id(contact.tenant_id, contact.contact_id, version, change_type, cause)
+
+
+def _change_id(
+    tenant_id: str, contact_id: str, version: int, change_type: str, cause: Cause
+) -> str:
     digest = hashlib.blake2b(
-        f"{contact.tenant_id}\x1f{contact.contact_id}\x1f{version}\x1f{change_type}"
+        f"{tenant_id}\x1f{contact_id}\x1f{version}\x1f{change_type}"
         f"\x1f{cause.kind}\x1f{cause.event_id}".encode(),
         digest_size=16,
     ).digest()
     return str(uuid.UUID(bytes=digest))
+
+
+def unversioned_change(
+    tenant_id: str,
+    contact_id: str,
+    change_type: str,
+    at: int,
+    cause: Cause,
+    data: Mapping[str, Any],
+) -> Change:
+    """An event about no existing contact: version 0, outside the count (SPEC §2.6).
+
+    Its id derives from the input and the named id, so a replay repeats it; the
+    shell sends one per distinct id an input names.
+    """
+    return Change(
+        change_id=_change_id(tenant_id, contact_id, 0, change_type, cause),
+        tenant_id=tenant_id,
+        contact_id=contact_id,
+        version=0,
+        type=change_type,
+        at=at,
+        cause=cause,
+        data=data,
+    )
 
 
 class ChangeLog:
@@ -138,6 +211,15 @@ class ChangeLog:
         )
 
 
+def same_value(a: Scalar, b: Scalar) -> bool:
+    """Equal and of one type: `1`, `1.0` and `true` are different field values."""
+    return type(a) is type(b) and a == b
+
+
+def owner_value(contact: Contact) -> Scalar:
+    return None if contact.owner is None else contact.owner.value
+
+
 def snapshot(contact: Contact) -> dict[str, Any]:
     """The contact as SPEC §2.6.1 shows it (Redis value, HTTP view, `contact.created`)."""
     return {
@@ -150,9 +232,10 @@ def snapshot(contact: Contact) -> dict[str, Any]:
         "source": contact.source,
         "emails": list(contact.emails),
         "phones": list(contact.phones),
-        "fields": {name: tv.value for name, tv in contact.fields},
+        # A cleared field is kept only for its time: it is not shown.
+        "fields": {name: tv.value for name, tv in contact.fields if tv.value is not None},
         "tags": list(contact.tags),
-        "owner": None if contact.owner is None else contact.owner.value,
+        "owner": owner_value(contact),
         "lists": list(contact.lists),
         "suspended": contact.suspended,
         "deleted_at": format_optional_ms(contact.deleted_at),

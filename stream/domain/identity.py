@@ -1,4 +1,4 @@
-"""Identity rules for intakes (SPEC §3.2): matching, identifiers, fields, tags.
+"""Identity rules for intakes (SPEC §3.2, §3.3.4): matching, identifiers, fields, tags.
 
 Pure: the caller looks up who owns each identifier and loads the matched
 contact; `apply_intake` decides. The cross-partition locking protocol
@@ -8,11 +8,13 @@ stable while the decision is taken.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from stream.domain.contact import (
+    LIVE,
+    TRASHED,
     Cause,
     Change,
     ChangeLog,
@@ -20,19 +22,27 @@ from stream.domain.contact import (
     Scalar,
     TimedValue,
     derive_contact_id,
+    same_value,
     snapshot,
 )
-from stream.domain.normalize import Identifier, Kind, Normalized
+from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 
 MANUAL = "manual"
+# `readd_deleted_policy` values (SPEC §2.5, §3.3.4).
+RESTORE = "restore"
+SUSPEND = "suspend"
 
 
 @dataclass(frozen=True, slots=True)
 class IdentityConfig:
-    """The part of a tenant's config the identity rules read."""
+    """The part of a tenant's config (SPEC §2.5) the identity and command rules read."""
 
     alt_email_limit: int = 10
     alt_phone_limit: int = 10
+    hold_days: int = 30
+    trash_retention_days: int = 30
+    # `suspend` (emBlue): an intake restoring a trashed contact also suspends it.
+    readd_deleted_policy: str = RESTORE
 
     def capacity(self, kind: Kind) -> int:
         # One primary plus the alternates.
@@ -82,6 +92,7 @@ class IntakeDecision:
     contact: Contact
     changes: tuple[Change, ...]
     claimed: tuple[Identifier, ...]  # identifiers now owned by `contact`
+    released: tuple[Identifier, ...] = ()  # identifiers `contact` gave up (none for intakes)
 
 
 def find_match(identifiers: Normalized, owners: Mapping[Identifier, str]) -> Match | None:
@@ -103,6 +114,10 @@ def apply_intake(
     """Decide an intake's effect given the current owner of each of its identifiers.
 
     `matched` is the contact `find_match` names (None when there is no match).
+    Owners are live or trashed contacts alike (SPEC §3.2.3): a trashed match is
+    restored first, then the intake applies (§3.3.4). A tombstone owns nothing:
+    the shell leaves purged and merged owners out of `owners` (merged ones
+    resolve to their survivor), so naming one here is an error.
     """
     match = find_match(intake.identifiers, owners)
     cause = Cause("intake", intake.event_id, intake.clamped)
@@ -110,6 +125,8 @@ def apply_intake(
         return _create(intake, owners, config, cause)
     if matched is None or matched.contact_id != match.contact_id:
         raise ValueError("matched contact does not agree with the identifier owners")
+    if not matched.holds_identifiers:
+        raise ValueError(f"matched contact is {matched.state}: it owns no identifier")
     match_json = match.as_json()
     log = ChangeLog(matched, cause, intake.at)
     if intake.source == MANUAL:
@@ -126,9 +143,26 @@ def apply_intake(
     if intake.on_match == "skip":
         log.emit("intake.skipped", {"match": match_json})
         return IntakeDecision(log.contact, tuple(log.changes), ())
-    claimed = _attach_identifiers(log, intake, owners, config, match_json)
+    readded = matched.state == TRASHED
+    if readded:
+        log.contact = restored(log.contact)
+        log.emit("contact.restored", {"match": match_json})
+    for drop in _rejected(intake):
+        log.emit("identifier.dropped", {**drop, "match": match_json})
+    claimed = add_identifiers(
+        log, intake.identifiers.identifiers, owners, config, {"match": match_json}
+    )
     _update_profile(log, intake, match_json)
+    if readded and config.readd_deleted_policy == SUSPEND and not log.contact.suspended:
+        # Last of the input's events (SPEC §2.6 order).
+        log.contact = replace(log.contact, suspended=True)
+        log.emit("contact.suspended", {"match": match_json})
     return IntakeDecision(log.contact, tuple(log.changes), claimed)
+
+
+def restored(contact: Contact) -> Contact:
+    """Back from trash as it was (SPEC §3.3.2): live again, no purge pending."""
+    return replace(contact, state=LIVE, deleted_at=None, purge_after=None)
 
 
 def _create(
@@ -136,13 +170,13 @@ def _create(
 ) -> IntakeDecision:
     contact_id = _new_contact_id(intake)
     kept: dict[Kind, list[str]] = {Kind.EMAIL: [], Kind.PHONE: []}
-    dropped: list[dict[str, Any]] = []
+    drops: list[dict[str, Any]] = []
     for ident in intake.identifiers.identifiers:
         owner = owners.get(ident)
         if owner is not None and owner != contact_id:
-            dropped.append(_dropped(ident.kind, ident.value, "owned_by_other", owner))
+            drops.append(dropped(ident.kind, ident.value, "owned_by_other", owner))
         elif len(kept[ident.kind]) >= config.capacity(ident.kind):
-            dropped.append(_dropped(ident.kind, ident.value, "limit_reached"))
+            drops.append(dropped(ident.kind, ident.value, "limit_reached"))
         else:
             kept[ident.kind].append(ident.value)
     fields = tuple(
@@ -172,7 +206,7 @@ def _create(
     log.emit(
         "contact.created", {"contact": snapshot(replace(fresh, version=1)), "match": NO_MATCH_JSON}
     )
-    for drop in [*_rejected(intake), *dropped]:
+    for drop in [*_rejected(intake), *drops]:
         log.emit("identifier.dropped", {**drop, "match": NO_MATCH_JSON})
     claimed = tuple(
         Identifier(kind, value) for kind in (Kind.EMAIL, Kind.PHONE) for value in kept[kind]
@@ -180,20 +214,22 @@ def _create(
     return IntakeDecision(log.contact, tuple(log.changes), claimed)
 
 
-def _attach_identifiers(
+def add_identifiers(
     log: ChangeLog,
-    intake: Intake,
+    candidates: Iterable[Identifier],
     owners: Mapping[Identifier, str],
     config: IdentityConfig,
-    match_json: dict[str, Any],
+    extra: Mapping[str, Any],
 ) -> tuple[Identifier, ...]:
-    """Add new identifiers without overwriting any (SPEC §3.2.4)."""
+    """Add new identifiers without overwriting any (SPEC §3.2.4); returns those claimed.
+
+    The first of a kind becomes primary when the contact has none, the rest
+    alternates while there is room. `extra` goes into every event's data.
+    """
     contact = log.contact
     held = {Kind.EMAIL: list(contact.emails), Kind.PHONE: list(contact.phones)}
     claimed: list[Identifier] = []
-    for drop in _rejected(intake):
-        log.emit("identifier.dropped", {**drop, "match": match_json})
-    for ident in intake.identifiers.identifiers:
+    for ident in candidates:
         owner = owners.get(ident)
         if owner == contact.contact_id:
             continue
@@ -206,12 +242,12 @@ def _attach_identifiers(
         if owner is not None:
             log.emit(
                 "identifier.dropped",
-                {**_dropped(ident.kind, ident.value, "owned_by_other", owner), "match": match_json},
+                {**dropped(ident.kind, ident.value, "owned_by_other", owner), **extra},
             )
         elif len(held[ident.kind]) >= config.capacity(ident.kind):
             log.emit(
                 "identifier.dropped",
-                {**_dropped(ident.kind, ident.value, "limit_reached"), "match": match_json},
+                {**dropped(ident.kind, ident.value, "limit_reached"), **extra},
             )
         else:
             primary = not held[ident.kind]
@@ -222,12 +258,7 @@ def _attach_identifiers(
             )
             log.emit(
                 "identifier.added",
-                {
-                    "kind": ident.kind.value,
-                    "value": ident.value,
-                    "primary": primary,
-                    "match": match_json,
-                },
+                {"kind": ident.kind.value, "value": ident.value, "primary": primary, **extra},
             )
     return tuple(claimed)
 
@@ -242,11 +273,15 @@ def _update_profile(log: ChangeLog, intake: Intake, match_json: dict[str, Any]) 
             continue
         current = fields.get(name)
         if current is None or current.loses_to(intake.at, intake.event_id):
-            if current is None or current.value != value:
+            if current is None or not same_value(current.value, value):
                 changed[name] = [None if current is None else current.value, value]
             fields[name] = TimedValue(value, intake.at, intake.event_id)
     owner = contact.owner
-    if owner is None and intake.owner is not None:
+    if intake.owner is not None and (
+        # Only a contact without owner takes the intake's; a clear newer than
+        # the intake still wins (last writer, SPEC §3.2.5).
+        owner is None or (owner.value is None and owner.loses_to(intake.at, intake.event_id))
+    ):
         owner = TimedValue(intake.owner, intake.at, intake.event_id)
         changed["owner"] = [None, intake.owner]
     tags = tuple(dict.fromkeys((*contact.tags, *intake.tags)))
@@ -261,10 +296,15 @@ def _update_profile(log: ChangeLog, intake: Intake, match_json: dict[str, Any]) 
 
 
 def _rejected(intake: Intake) -> list[dict[str, Any]]:
-    return [_dropped(r.kind, r.value, r.reason.value) for r in intake.identifiers.rejected]
+    return rejected_drops(intake.identifiers.rejected)
 
 
-def _dropped(kind: Kind, value: str, reason: str, owner_id: str | None = None) -> dict[str, Any]:
+def rejected_drops(rejected: Iterable[RejectedIdentifier]) -> list[dict[str, Any]]:
+    """`identifier.dropped` data of the identifiers normalization left out (SPEC §2.2)."""
+    return [dropped(r.kind, r.value, r.reason.value) for r in rejected]
+
+
+def dropped(kind: Kind, value: str, reason: str, owner_id: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": kind.value, "value": value, "reason": reason}
     if owner_id is not None:
         out["owner_id"] = owner_id

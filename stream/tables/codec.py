@@ -1,4 +1,7 @@
-"""Byte codecs of table values: versionless JSON, decoded into domain state."""
+"""Byte codecs of table values: versionless JSON, decoded into domain state.
+
+New keys are read with a default, so values written by an older worker decode.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def encode_contact(contact: Contact) -> bytes:
             "suspended": contact.suspended,
             "deleted_at": contact.deleted_at,
             "merged_into": contact.merged_into,
+            "purge_after": contact.purge_after,
         }
     )
 
@@ -59,4 +63,6 @@ def decode_contact(raw: bytes) -> Contact:
         suspended=d["suspended"],
         deleted_at=d["deleted_at"],
         merged_into=d["merged_into"],
+        # Values written before `purge_after` existed have no such key.
+        purge_after=d.get("purge_after"),
     )

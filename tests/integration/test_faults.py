@@ -84,16 +84,14 @@ async def test_an_agent_failure_stops_the_worker_without_committing_the_failed_e
     await changes.wait_until(lambda v: len(v) >= 1)
     # Only the worker writes the internal hop; a record it cannot read is a bug
     # (or a foreign writer), not bad input, so it must not be skipped.
-    internal = env.topic("contact-stream.intake-by-tenant.v1")
-    poison = await producer.send_and_wait(
-        internal, orjson.dumps({"tenant_id": "acme"}), key=b"acme"
-    )
+    internal = env.topic("contact-stream.contact-ops.v1")
+    poison = await producer.send_and_wait(internal, orjson.dumps({"op": "x"}), key=b"acme:x")
 
     assert worker.process is not None
     await wait_for(lambda: worker.process.poll() is not None, 60, what="worker exit")
     assert worker.process.returncode == 70
     log = worker.log_text()
-    assert "agent apply-intakes failed with KeyError" in log
+    assert "agent apply-contact-ops failed with KeyError" in log
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=servers.kafka_bootstrap, group_id=f"cs-{env.prefix}"

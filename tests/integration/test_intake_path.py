@@ -132,9 +132,12 @@ async def test_sigkilled_worker_recovers_contacts_from_changelog_without_recreat
     await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= len(emails))
     # Killed once its offsets are committed: what it applied is durable in the
     # changelogs. (A kill at an arbitrary moment is the reliability issue's test.)
-    await wait_committed(
-        servers, f"cs-{env.prefix}", env.topic("contact-stream.intake-by-tenant.v1")
-    )
+    for hop in (
+        "contacts.intake.v1",
+        "contact-stream.identity-ops.v1",
+        "contact-stream.contact-ops.v1",
+    ):
+        await wait_committed(servers, f"cs-{env.prefix}", env.topic(hop))
     worker.kill()
 
     # A fresh data dir: the tables can only come back from their changelog topics.

@@ -1,13 +1,22 @@
-"""SPEC §3.2 for the walking skeleton: create, match, attach, fields, tags, manual, skip."""
+"""SPEC §3.2 and §3.3.4: create, match, attach, fields, tags, manual, skip, trashed matches."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
 
-from stream.domain.contact import Contact
+import pytest
+
+from stream.domain.commands import (
+    DeleteContact,
+    PurgeContact,
+    SuspendContact,
+    UpdateContact,
+)
+from stream.domain.contact import PURGED, TRASHED, Contact, tombstone
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake, find_match
 from stream.domain.normalize import Identifier, Kind, Normalized, normalize_identifiers
+from tests.unit import world as w
 
 T0 = 1_764_000_000_000
 CONFIG = IdentityConfig()
@@ -217,3 +226,145 @@ def test_an_identifier_held_by_the_contact_but_unowned_is_claimed_again() -> Non
     assert d.claimed == (Identifier(Kind.EMAIL, "ana2@example.com"),)
     assert types(d) == []
     assert world.owners[Identifier(Kind.EMAIL, "ana2@example.com")] == ana.contact_id
+
+
+# --- SPEC §3.3.4: an intake matching a trashed contact restores it first ------------------
+
+
+DAY = 86_400_000
+
+
+def trashed_world(config: IdentityConfig = CONFIG) -> tuple[w.World, Contact]:
+    world = w.World(config)
+    ana = world.apply(
+        w.intake("e1", ["ana@example.com"], fields={"city": "Madrid"}, tags=("webinar",))
+    ).contact
+    world.command(DeleteContact("acme", ana.contact_id), T0 + DAY, "del")
+    assert world.contacts[ana.contact_id].state == TRASHED
+    return world, world.contacts[ana.contact_id]
+
+
+def test_intake_matching_a_trashed_contact_restores_it_first_then_applies_the_intake() -> None:
+    world, trashed = trashed_world()
+    d = world.apply(
+        w.intake(
+            "e2",
+            ["ana@example.com", "ana2@example.com"],
+            tags=("ebook",),
+            at=T0 + 2 * DAY,
+            offset=1,
+        )
+    )
+    assert w.types(d) == ["contact.restored", "identifier.added", "contact.updated"]
+    assert [c.version for c in d.changes] == [3, 4, 5]
+    match = {"by": "email", "identifier": "ana@example.com"}
+    assert all(c.data["match"] == match for c in d.changes)
+    assert d.contact.contact_id == trashed.contact_id
+    assert d.contact.state == "live"
+    assert d.contact.deleted_at is None and d.contact.purge_after is None
+    assert d.contact.emails == ("ana@example.com", "ana2@example.com")
+    assert d.contact.tags == ("webinar", "ebook")
+    assert d.contact.field_map["city"].value == "Madrid"
+    assert d.claimed == (Identifier(Kind.EMAIL, "ana2@example.com"),)
+    world.check_identity_invariants()
+
+
+def test_intake_that_changes_nothing_still_restores_a_trashed_match() -> None:
+    world, trashed = trashed_world()
+    d = world.apply(w.intake("e2", ["ana@example.com"], at=T0 + 2 * DAY, offset=1))
+    assert w.types(d) == ["contact.restored"]
+    assert replace(d.contact, version=trashed.version, updated_at=trashed.updated_at) == replace(
+        trashed, state="live", deleted_at=None, purge_after=None
+    )
+
+
+def test_readd_policy_suspend_brings_a_trashed_match_back_suspended_as_its_last_event() -> None:
+    world, _ = trashed_world(IdentityConfig(readd_deleted_policy="suspend"))
+    d = world.apply(w.intake("e2", ["ana@example.com"], tags=("x",), at=T0 + 2 * DAY, offset=1))
+    assert w.types(d) == ["contact.restored", "contact.updated", "contact.suspended"]
+    assert d.contact.suspended
+    assert d.changes[-1].data["match"] == {"by": "email", "identifier": "ana@example.com"}
+
+
+def test_readd_policy_suspend_emits_no_suspension_for_a_contact_already_suspended() -> None:
+    world = w.World(IdentityConfig(readd_deleted_policy="suspend"))
+    ana = world.apply(w.intake("e1", ["ana@example.com"])).contact
+    world.command(SuspendContact("acme", ana.contact_id), T0 + 1, "s")
+    world.command(DeleteContact("acme", ana.contact_id), T0 + 2, "d")
+    d = world.apply(w.intake("e2", ["ana@example.com"], at=T0 + 3, offset=1))
+    assert w.types(d) == ["contact.restored"]
+    assert d.contact.suspended
+
+
+def test_readd_policy_suspend_leaves_a_live_match_unsuspended() -> None:
+    world = w.World(IdentityConfig(readd_deleted_policy="suspend"))
+    world.apply(w.intake("e1", ["ana@example.com"]))
+    d = world.apply(w.intake("e2", ["ana@example.com"], tags=("x",), offset=1))
+    assert w.types(d) == ["contact.updated"]
+    assert not d.contact.suspended
+
+
+def test_on_match_skip_leaves_a_trashed_match_wholly_unchanged_and_trashed() -> None:
+    world, trashed = trashed_world()
+    d = world.apply(
+        w.intake("e2", ["ana@example.com"], on_match="skip", tags=("x",), at=T0 + 2 * DAY, offset=1)
+    )
+    assert w.types(d) == ["intake.skipped"]
+    assert d.contact.state == TRASHED
+    assert replace(d.contact, version=trashed.version, updated_at=trashed.updated_at) == trashed
+
+
+def test_manual_intake_matching_a_trashed_contact_is_a_duplicate_and_it_stays_trashed() -> None:
+    world, trashed = trashed_world()
+    d = world.apply(
+        w.intake("e2", ["new@example.com", "ana@example.com"], source="manual", offset=1)
+    )
+    assert w.types(d) == ["intake.rejected"]
+    assert d.changes[0].data["existing_contact_id"] == trashed.contact_id
+    assert d.contact.state == TRASHED
+    assert d.claimed == ()
+
+
+def test_after_purge_the_same_identifiers_create_a_brand_new_contact_with_only_new_data() -> None:
+    world, trashed = trashed_world()
+    purge = world.command(PurgeContact("acme", trashed.contact_id), T0 + 2 * DAY, "p")
+    assert purge.contact is not None and purge.contact.state == PURGED
+    assert world.owners == {}
+    d = world.apply(w.intake("e9", ["ana@example.com"], at=T0 + 3 * DAY, offset=9))
+    assert w.types(d) == ["contact.created"]
+    assert d.contact.contact_id != trashed.contact_id
+    assert d.contact.fields == () and d.contact.tags == ()
+    world.check_identity_invariants()
+
+
+def test_an_intake_whose_owners_name_a_tombstone_is_refused() -> None:
+    world = World()
+    ana = world.apply(intake("e1", ["ana@example.com"])).contact
+    gone = tombstone(ana, PURGED)
+    owners = {Identifier(Kind.EMAIL, "ana@example.com"): ana.contact_id}
+    with pytest.raises(ValueError, match="purged"):
+        apply_intake(intake("e2", ["ana@example.com"], offset=1), owners, gone, CONFIG)
+
+
+def test_intake_owner_fills_an_owner_cleared_earlier_but_not_one_cleared_later() -> None:
+    world = w.World()
+    ana = world.apply(w.intake("e1", ["ana@example.com"], owner="maria")).contact
+    world.command(
+        UpdateContact("acme", ana.contact_id, sets_owner=True, owner=None), T0 + 10, "clear"
+    )
+    older = world.apply(w.intake("e2", ["ana@example.com"], owner="juan", at=T0 + 5, offset=1))
+    assert w.types(older) == []
+    assert older.contact.owner is not None and older.contact.owner.value is None
+    newer = world.apply(w.intake("e3", ["ana@example.com"], owner="juan", at=T0 + 20, offset=2))
+    assert newer.changes[0].data["changed"] == {"owner": [None, "juan"]}
+
+
+def test_intake_fields_lose_to_a_newer_clear_by_update_contact() -> None:
+    world = w.World()
+    ana = world.apply(w.intake("e1", ["ana@example.com"], fields={"city": "Madrid"})).contact
+    world.command(UpdateContact("acme", ana.contact_id, fields={"city": None}), T0 + 10, "clear")
+    late = world.apply(
+        w.intake("e2", ["ana@example.com"], fields={"city": "Sevilla"}, at=T0 + 5, offset=1)
+    )
+    assert w.types(late) == []
+    assert "city" not in late.contact.field_map or late.contact.field_map["city"].value is None

@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.domain.contact import Contact, TimedValue
+from stream.domain.contact import Contact, TimedValue, tombstone
 from stream.domain.timefmt import MAX_FUTURE_MS, format_ms, logical_time, to_ms
 from stream.projection.read_model import latest_per_contact
 from stream.tables.codec import decode_contact, encode_contact
@@ -49,7 +49,7 @@ contacts = st.builds(
     Contact,
     tenant_id=st.from_regex(r"[a-z0-9_-]{1,12}", fullmatch=True),
     contact_id=st.uuids().map(str),
-    source=st.sampled_from(["form", "import", "manual"]),
+    source=st.sampled_from(["form", "import", "manual", None]),
     created_at=st.integers(0, 2**45),
     updated_at=st.integers(0, 2**45),
     version=st.integers(0, 10_000),
@@ -60,12 +60,43 @@ contacts = st.builds(
     ),
     tags=st.lists(st.text(max_size=8), max_size=3, unique=True).map(tuple),
     owner=st.none() | timed,
+    state=st.sampled_from(["live", "trashed", "purged", "merged"]),
+    lists=st.lists(st.text(max_size=8), max_size=2, unique=True).map(tuple),
+    suspended=st.booleans(),
+    deleted_at=st.none() | st.integers(0, 2**45),
+    merged_into=st.none() | st.uuids().map(str),
+    purge_after=st.none() | st.integers(0, 2**45),
 )
 
 
 @given(contacts)
 def test_contact_table_codec_round_trips_every_contact(contact: Contact) -> None:
     assert decode_contact(encode_contact(contact)) == contact
+
+
+def test_contact_table_codec_reads_values_written_before_purge_after_existed() -> None:
+    contact = Contact("acme", "c1", "form", BROKER, BROKER, version=3)
+    old = orjson.loads(encode_contact(contact))
+    del old["purge_after"]
+    assert decode_contact(orjson.dumps(old)) == contact
+
+
+def test_contact_table_codec_round_trips_a_purge_tombstone_and_a_timed_clear() -> None:
+    trashed = Contact(
+        "acme",
+        "c1",
+        "form",
+        BROKER,
+        BROKER,
+        version=4,
+        state="trashed",
+        fields=(("city", TimedValue(None, BROKER, "e2")),),
+        deleted_at=BROKER,
+        purge_after=BROKER + 30 * 86_400_000,
+    )
+    assert decode_contact(encode_contact(trashed)) == trashed
+    gone = tombstone(trashed, "purged")
+    assert decode_contact(encode_contact(gone)) == gone
 
 
 def test_projection_batch_keeps_only_the_newest_snapshot_of_each_contact() -> None:

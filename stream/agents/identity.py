@@ -1,0 +1,88 @@
+"""resolve_identity: the identity hops of the lock protocol (stream/domain/locking.py).
+
+An intake visits its identifiers in lock order, each on its own partition;
+at the last one it knows every owner while holding every lock, decides which
+contact it belongs to (SPEC §3.2.3) and goes to that contact's partition.
+The contact partition sends `unlock` back to each identifier when done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.types import StreamT
+
+from stream.app import app
+from stream.domain.contact import derive_contact_id
+from stream.domain.identity import find_match
+from stream.domain.locking import lock_order, unlock, visit
+from stream.domain.normalize import Identifier, Kind, Normalized
+from stream.tables.contacts import contact_key
+from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
+from stream.topics import contact_ops_topic, identity_ops_topic
+
+
+async def send_identity_op(key: str, message: dict[str, Any]) -> None:
+    await identity_ops_topic.send(key=key.encode(), value=orjson.dumps({**message, "key": key}))
+
+
+async def start_visit(intake: dict[str, Any]) -> None:
+    """Send a routed intake to its first identifier, in lock order."""
+    tenant = intake["tenant_id"]
+    keys = lock_order(
+        [identity_key(tenant, Kind.EMAIL.value, e) for e in intake["emails"]]
+        + [identity_key(tenant, Kind.PHONE.value, p) for p in intake["phones"]]
+    )
+    # The operation id is the id a new contact would get: unique per input
+    # record, and the same when the record is replayed (SPEC §3.2.10).
+    op_id = derive_contact_id(tenant, intake["event_id"], *intake["origin"])
+    message = {"kind": "visit", "op": op_id, "keys": keys, "i": 0, "owners": {}, "intake": intake}
+    await send_identity_op(keys[0], message)
+
+
+def target_contact(intake: dict[str, Any], owners: dict[str, str | None], op_id: str) -> str:
+    """The matched contact (first owned email, else phone), or the new contact's id."""
+    tenant = intake["tenant_id"]
+    by_identifier = {
+        Identifier(kind, value): owner
+        for kind, values in ((Kind.EMAIL, intake["emails"]), (Kind.PHONE, intake["phones"]))
+        for value in values
+        if (owner := owners.get(identity_key(tenant, kind.value, value))) is not None
+    }
+    normalized = Normalized(tuple(intake["emails"]), tuple(intake["phones"]), ())
+    match = find_match(normalized, by_identifier)
+    return op_id if match is None else match.contact_id
+
+
+@app.agent(identity_ops_topic, name="resolve-identity")
+async def resolve_identity(stream: StreamT[bytes]) -> None:
+    async for raw in stream:
+        message = orjson.loads(raw)
+        key = message["key"]
+        entry = decode_entry(identities.get(key))
+        if message["kind"] == "visit":
+            result = visit(entry, message["op"], message)
+            identities[key] = encode_entry(result.entry)
+            if not result.parked:
+                await _after_visit(message, {**message["owners"], key: result.owner})
+        else:
+            freed = unlock(entry, message["op"], message["set"], message["owner"])
+            if freed.entry.is_empty:
+                del identities[key]
+            elif freed.entry != entry:
+                identities[key] = encode_entry(freed.entry)
+            for parked in freed.released:
+                await send_identity_op(key, dict(parked))
+
+
+async def _after_visit(message: dict[str, Any], owners: dict[str, str | None]) -> None:
+    keys, position = message["keys"], message["i"] + 1
+    if position < len(keys):
+        await send_identity_op(keys[position], {**message, "i": position, "owners": owners})
+        return
+    intake = message["intake"]
+    target = target_contact(intake, owners, message["op"])
+    operation = {**message, "kind": "intake", "owners": owners, "target": target}
+    key = contact_key(intake["tenant_id"], target)
+    await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(operation))

@@ -1,0 +1,180 @@
+"""Merging contacts (SPEC §3.3.5): identifiers, fields, owner, tags and suspension.
+
+The shell resolves aliases first (a merged id names its survivor only for
+other commands: here it is rejected) and loads every participant; an unknown
+id it rejects itself with `reject_unversioned(..., "unknown_contact", ...)`.
+
+Not here yet: the marketing part (a sales survivor taking over the earliest
+merged slot, every other slot released), the score sum, `activity` and
+`last_*_at`, the campaign status and lists (a union only if the survivor ends
+marketing). They arrive with the marketing and engagement issues; until then
+the survivor keeps its own lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stream.domain.commands import reject_unversioned
+from stream.domain.contact import (
+    LIVE,
+    MERGED,
+    PURGED,
+    Cause,
+    Change,
+    ChangeLog,
+    Contact,
+    TimedValue,
+    owner_value,
+    same_value,
+    tombstone,
+)
+from stream.domain.identity import IdentityConfig, add_identifiers
+from stream.domain.normalize import Identifier
+
+MERGE = "merge_contacts"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeDecision:
+    """A merge's effect.
+
+    `changes` are in publish order: each merged contact's `contact.merged`
+    (its last version), then the survivor's versions; on a rejection, only the
+    rejections. `claimed` identifiers move from a merged contact to the
+    survivor; `released` ones (beyond the limits) are owned by nobody.
+    """
+
+    survivor: Contact
+    merged: tuple[Contact, ...]
+    changes: tuple[Change, ...]
+    claimed: tuple[Identifier, ...] = ()
+    released: tuple[Identifier, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return any(c.type == "command.rejected" for c in self.changes)
+
+    def changes_of(self, contact_id: str) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.contact_id == contact_id)
+
+
+def merge_contacts(
+    survivor: Contact,
+    merged: Sequence[Contact],
+    config: IdentityConfig,
+    at: int,
+    cause: Cause,
+) -> MergeDecision:
+    """Merge `merged` (in `merged_ids` order) into `survivor` (SPEC §3.3.5).
+
+    A purged participant is unknown (`unknown_contact`, version 0) and a merged
+    one is rejected (`merged`, version 0); otherwise the survivor among the
+    merged ids, a repeated id or a participant not live is `invalid_merge` on
+    the survivor. A rejected merge changes nothing else.
+    """
+    if any(m.tenant_id != survivor.tenant_id for m in merged):
+        raise ValueError("a merge stays within one tenant")
+    unversioned = [
+        reject_unversioned(
+            c.tenant_id,
+            c.contact_id,
+            MERGE,
+            "unknown_contact" if c.state == PURGED else "merged",
+            at,
+            cause,
+        )
+        # One rejection per distinct id: a repeated id would repeat its change_id.
+        for c in {c.contact_id: c for c in (survivor, *merged)}.values()
+        if c.state in (PURGED, MERGED)
+    ]
+    if unversioned:
+        return MergeDecision(survivor, (), tuple(unversioned))
+    ids = [m.contact_id for m in merged]
+    if (
+        not merged
+        or survivor.contact_id in ids
+        or len(set(ids)) != len(ids)
+        or any(c.state != LIVE for c in (survivor, *merged))
+    ):
+        log = ChangeLog(survivor, cause, at)
+        log.emit("command.rejected", {"reason": "invalid_merge", "command": MERGE})
+        return MergeDecision(log.contact, (), tuple(log.changes))
+
+    changes: list[Change] = []
+    gone: list[Contact] = []
+    for m in merged:
+        mlog = ChangeLog(m, cause, at)
+        mlog.contact = tombstone(m, MERGED, merged_into=survivor.contact_id)
+        mlog.emit("contact.merged", _merged_data(survivor, m))
+        gone.append(mlog.contact)
+        changes.extend(mlog.changes)
+
+    log = ChangeLog(survivor, cause, at)
+    for m in merged:
+        log.emit("contact.merged", _merged_data(survivor, m))
+    claimed: list[Identifier] = []
+    for m in merged:
+        # The merged contact owned these: nobody else can, so only the limits drop any.
+        claimed.extend(add_identifiers(log, m.identifiers, {}, config, {"merged_id": m.contact_id}))
+    kept = set(log.contact.identifiers)
+    released = tuple(i for m in merged for i in m.identifiers if i not in kept)
+    changed = _merge_profile(log, merged)
+    if changed:
+        log.emit("contact.updated", {"changed": changed})
+    if not log.contact.suspended and any(m.suspended for m in merged):
+        log.contact = replace(log.contact, suspended=True)
+        log.emit("contact.suspended", {})
+    changes.extend(log.changes)
+    return MergeDecision(log.contact, tuple(gone), tuple(changes), tuple(claimed), released)
+
+
+def _merged_data(survivor: Contact, merged: Contact) -> dict[str, Any]:
+    return {"survivor_id": survivor.contact_id, "merged_id": merged.contact_id}
+
+
+def _merge_profile(log: ChangeLog, merged: Sequence[Contact]) -> dict[str, list[Any]]:
+    """Survivor's non-null value, else the latest merged one; tags union (SPEC §3.3.5)."""
+    contact = log.contact
+    changed: dict[str, list[Any]] = {}
+    fields = contact.field_map
+    names = dict.fromkeys(name for c in (contact, *merged) for name, _ in c.fields)
+    for name in names:
+        current = fields.get(name)
+        chosen = _pick(current, [m.field_map.get(name) for m in merged])
+        if chosen is None or chosen == current:
+            continue
+        old = None if current is None else current.value
+        if not same_value(old, chosen.value):
+            changed[name] = [old, chosen.value]
+        fields[name] = chosen
+    owner = _pick(contact.owner, [m.owner for m in merged])
+    if owner is not None and owner != contact.owner:
+        new_owner = owner.value
+        if not same_value(owner_value(contact), new_owner):
+            changed["owner"] = [owner_value(contact), new_owner]
+    else:
+        owner = contact.owner
+    tags = tuple(dict.fromkeys(tag for c in (contact, *merged) for tag in c.tags))
+    if tags != contact.tags:
+        changed["tags"] = [list(contact.tags), list(tags)]
+    log.contact = replace(contact, fields=tuple(sorted(fields.items())), owner=owner, tags=tags)
+    return changed
+
+
+def _pick(current: TimedValue | None, others: Sequence[TimedValue | None]) -> TimedValue | None:
+    """The survivor's value unless null; else the latest non-null merged one.
+
+    With no value anywhere the latest clear is kept, so an older write still
+    loses to it on the survivor as it would have on its own contact.
+    """
+    if current is not None and current.value is not None:
+        return current
+    present = [tv for tv in (current, *others) if tv is not None]
+    values = [tv for tv in present if tv.value is not None]
+    pool = values or present
+    if not pool:
+        return None
+    return max(pool, key=lambda tv: (tv.at, tv.event_id.encode()))
