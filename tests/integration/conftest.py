@@ -238,6 +238,21 @@ class TopicReader:
             self.records.extend(batches[tp])
         return self.records
 
+    async def read_to_end(self, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Everything the topic holds now (after the writers are known to be done)."""
+
+        async def caught_up() -> bool:
+            await self.poll()
+            assigned = list(self._consumer.assignment())
+            if not assigned:
+                return False
+            ends = await self._consumer.end_offsets(assigned)
+            positions = [await self._consumer.position(tp) for tp in assigned]
+            return all(pos >= ends[tp] for pos, tp in zip(positions, assigned, strict=True))
+
+        await wait_for(caught_up, timeout, interval=0.05, what=f"end of {self.topic}")
+        return self.values()
+
     def values(self) -> list[dict[str, Any]]:
         return [orjson.loads(r.value) for r in self.records]
 
@@ -295,6 +310,39 @@ async def wait_committed(servers: Servers, group: str, topic: str, timeout: floa
             return True
 
         await wait_for(all_committed, timeout, what=f"{group} committed {topic}")
+    finally:
+        await consumer.stop()
+
+
+async def wait_quiet(servers: Servers, group: str, topics: list[str], timeout: float = 120) -> None:
+    """Wait until `group` has committed every record of `topics`, and no more arrive.
+
+    The hops feed each other (an unlock releases parked visits), so one pass
+    is not enough: repeat until a pass ends with the same end offsets it began with.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        assert tps, f"no partitions for {topics}"
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = await consumer.end_offsets(tps)
+
+            async def committed_all(ends: dict[TopicPartition, int] = ends) -> bool:
+                for tp in tps:
+                    if (await consumer.committed(tp) or 0) < ends[tp]:
+                        return False
+                return True
+
+            await wait_for(committed_all, max(deadline - time.monotonic(), 1), what="commits")
+            if await consumer.end_offsets(tps) == ends:
+                return
     finally:
         await consumer.stop()
 
