@@ -38,6 +38,7 @@ def _topic(name: str, *, compacting: bool = False) -> TopicT:
 
 
 intake_topic = _topic(INTAKE)
+commands_topic = _topic(COMMANDS)
 changes_topic = _topic(CHANGES)
 deadletter_topic = _topic(DEADLETTER)
 identity_ops_topic = _topic(IDENTITY_OPS)
@@ -47,6 +48,7 @@ snapshots_topic = _topic(SNAPSHOTS, compacting=True)
 # Every topic the worker reads or writes, with whether it is compacted.
 ALL_TOPICS: tuple[tuple[str, bool], ...] = (
     (INTAKE, False),
+    (COMMANDS, False),
     (CHANGES, False),
     (DEADLETTER, False),
     (IDENTITY_OPS, False),

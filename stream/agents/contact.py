@@ -1,34 +1,59 @@
-"""apply_contact_ops: apply an intake on its contact's partition, then unlock.
+"""apply_contact_ops: apply intakes and commands on their contact's partition, then unlock.
 
-The intake arrives holding the locks of all its identifiers, with the owner
-each had when locked (stream/agents/identity.py). Here the contact is loaded,
-the identity rules decide (stream/domain/identity.py), the tables are
-written, the change events published, and only after the producer has
-flushed all of that are the unlocks sent: no identifier names a contact
-whose state is not yet durable.
+An operation arrives holding the locks of the identifiers it reads, with the
+owner each had when locked (stream/agents/identity.py). Here the contact is
+loaded, the rules decide (stream/domain/identity.py, commands.py), the
+tables are written, the change events published, and only after the
+producer has flushed all of that are the unlocks sent: no identifier names a
+contact whose state is not yet durable.
+
+An intake whose matched contact turns out purged (its identifiers released
+while the intake held their locks) goes on as if they were unowned: it is
+re-routed, still holding its locks, to the contact it now resolves to.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from faust.types import StreamT
 
-from stream.agents.identity import send_identity_op
+from stream.agents.identity import send_contact_op, send_identity_op, target_contact
 from stream.agents.output import publish
 from stream.app import app
+from stream.domain.commands import (
+    Command,
+    DeleteContact,
+    PurgeContact,
+    RestoreContact,
+    SuspendContact,
+    UnsuspendContact,
+    UpdateContact,
+    apply_command,
+)
+from stream.domain.contact import Cause, Change, Contact
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier, Rejection
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import TenantConfig
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_events, applied_key, contact_key, contacts
+from stream.tables.identities import identity_key
 from stream.topics import contact_ops_topic
 
 log = logging.getLogger(__name__)
 DEDUP_MS = TenantConfig().dedup_days * MS_PER_DAY
+_DEFAULTS = TenantConfig()
+DEFAULT_IDENTITY = IdentityConfig(
+    alt_email_limit=_DEFAULTS.alt_email_limit,
+    alt_phone_limit=_DEFAULTS.alt_phone_limit,
+    hold_days=_DEFAULTS.hold_days,
+    trash_retention_days=_DEFAULTS.trash_retention_days,
+    readd_deleted_policy=_DEFAULTS.readd_deleted_policy,
+)
 
 
 def intake_from_payload(p: dict[str, Any]) -> Intake:
@@ -65,64 +90,184 @@ def owners_by_identifier(owners: dict[str, str | None]) -> dict[Identifier, str]
     return out
 
 
-def unlocks_for(
-    keys: list[str], tenant: str, contact_id: str, claimed: tuple[Identifier, ...]
+def unlock_messages(
+    operation: dict[str, Any],
+    tenant: str,
+    contact_id: str,
+    claimed: tuple[Identifier, ...],
+    released: tuple[Identifier, ...] = (),
 ) -> list[list[Any]]:
-    """One unlock per locked key: [key, set_owner, owner]."""
-    claimed_keys = {f"{tenant}|{i.kind.value}|{i.value}" for i in claimed}
-    return [[key, key in claimed_keys, contact_id if key in claimed_keys else None] for key in keys]
+    """One unlock per locked key, setting the owner of claimed and released ones."""
+    claimed_keys = {identity_key(tenant, i.kind.value, i.value) for i in claimed}
+    released_keys = {identity_key(tenant, i.kind.value, i.value) for i in released}
+    out = []
+    for key in operation["keys"]:
+        message: dict[str, Any] = {"kind": "unlock", "op": operation["op"], "set": False}
+        if key in claimed_keys:
+            message.update(set=True, owner=contact_id)
+        elif key in released_keys:
+            message.update(set=True, owner=None)
+        else:
+            message["owner"] = None
+        out.append([key, message])
+    # Identifiers given up without a lock of this operation (a purge).
+    for key in sorted(released_keys - set(operation["keys"])):
+        out.append([key, {"kind": "release", "op": operation["op"], "contact": contact_id}])
+    return out
+
+
+def _config(operation: dict[str, Any]) -> IdentityConfig:
+    # Tenant configuration arrives with the marketing issue; until then the
+    # SPEC defaults, as the router applied them.
+    return DEFAULT_IDENTITY
 
 
 @app.agent(contact_ops_topic, name="apply-contact-ops")
 async def apply_contact_ops(stream: StreamT[bytes]) -> None:
     async for raw in stream:
         operation = orjson.loads(raw)
-        unlocks = await _apply_intake(operation)
+        after = await _apply(operation)
         # Everything above (tables, changes, snapshot) is durable before any
         # identifier is released to the next operation.
         await app.producer.flush()
-        for key, set_owner, owner in unlocks:
-            await send_identity_op(
-                key, {"kind": "unlock", "op": operation["op"], "set": set_owner, "owner": owner}
-            )
+        for key, message in after:
+            await send_identity_op(key, message)
 
 
-async def _apply_intake(operation: dict[str, Any]) -> list[list[Any]]:
-    intake = intake_from_payload(operation["intake"])
-    tenant, op_id = intake.tenant_id, operation["op"]
-    seen_key = applied_key(tenant, intake.event_id)
-    seen_raw = applied_events.get(seen_key)
-    if seen_raw is not None:
-        seen = orjson.loads(seen_raw)
-        if intake.at - seen["at"] < DEDUP_MS:
-            if seen["op"] != op_id:
-                # The same event_id from another record: a producer's retry. No effect.
-                return [[key, False, None] for key in operation["keys"]]
-            # This very record again (a crash before its offset was committed):
-            # send its effects again; the ids are the same, nothing is applied twice.
-            stored = decode_contact(contacts[contact_key(tenant, seen["contact"])])
-            await publish(seen["changes"], stored)
-            return list(seen["unlocks"])
-    target = operation["target"]
-    matched = None
-    if target != op_id:
-        matched = decode_contact(contacts[contact_key(tenant, target)])
-    config = IdentityConfig(
-        operation["intake"]["alt_email_limit"], operation["intake"]["alt_phone_limit"]
-    )
-    decision = apply_intake(intake, owners_by_identifier(operation["owners"]), matched, config)
-    contact = decision.contact
-    contacts[contact_key(tenant, contact.contact_id)] = encode_contact(contact)
-    unlocks = unlocks_for(operation["keys"], tenant, contact.contact_id, decision.claimed)
-    encoded = [orjson.dumps(change.as_json()).decode() for change in decision.changes]
+async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
+    """Apply one operation; returns the identity messages to send once it is durable."""
+    is_intake = operation["kind"] == "intake"
+    source = operation["intake"] if is_intake else operation["command"]
+    tenant, event_id = source["tenant_id"], source["event_id"]
+    seen_key = applied_key(tenant, event_id if is_intake else f"{event_id}|{source['contact_id']}")
+    replay = await _replay(operation, seen_key, source["at"])
+    if replay is not None:
+        return replay
+    if is_intake:
+        outcome = _decide_intake(operation)
+        if outcome is None:
+            await _reroute(operation)
+            return []
+    else:
+        outcome = _decide_command(operation)
+    contact_id, contact, changes, after = outcome
+    if contact is not None:
+        contacts[contact_key(tenant, contact_id)] = encode_contact(contact)
+    encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
     applied_events[seen_key] = orjson.dumps(
         {
-            "at": intake.at,
-            "op": op_id,
-            "contact": contact.contact_id,
+            "at": source["at"],
+            "op": operation["op"],
+            "contact": contact_id,
             "changes": encoded,
-            "unlocks": unlocks,
+            "after": after,
         }
     )
-    await publish(encoded, contact)
-    return unlocks
+    await publish(encoded, tenant, contact_id, contact)
+    return after
+
+
+async def _replay(operation: dict[str, Any], seen_key: str, at: int) -> list[list[Any]] | None:
+    """None for a new event; else what a repeated one does (SPEC §2.1 dedup)."""
+    seen_raw = applied_events.get(seen_key)
+    if seen_raw is None:
+        return None
+    seen = orjson.loads(seen_raw)
+    if at - seen["at"] >= DEDUP_MS:
+        return None
+    if seen["op"] != operation["op"]:
+        # The same event_id from another record (a producer's retry): no effect.
+        return [
+            [key, {"kind": "unlock", "op": operation["op"], "set": False, "owner": None}]
+            for key in operation["keys"]
+        ]
+    # This very record again (a crash before its offset was committed): its
+    # effects are sent again with the same ids; nothing is applied twice.
+    changes: list[str] = seen["changes"]
+    if changes:
+        tenant = orjson.loads(changes[0])["tenant_id"]
+        stored = contacts.get(contact_key(tenant, seen["contact"]))
+        contact = None if stored is None else decode_contact(stored)
+        await publish(changes, tenant, seen["contact"], contact)
+    return list(seen["after"])
+
+
+async def _reroute(operation: dict[str, Any]) -> None:
+    gone = operation["target"]
+    owners = {k: (None if o == gone else o) for k, o in operation["owners"].items()}
+    target = target_contact(operation["intake"], owners, operation["op"])
+    await send_contact_op({**operation, "owners": owners, "target": target})
+
+
+Outcome = tuple[str, Contact | None, tuple[Change, ...], list[list[Any]]]
+
+
+def _load(tenant: str, contact_id: str) -> Contact | None:
+    raw = contacts.get(contact_key(tenant, contact_id))
+    return None if raw is None else decode_contact(raw)
+
+
+def _decide_intake(operation: dict[str, Any]) -> Outcome | None:
+    intake = intake_from_payload(operation["intake"])
+    tenant, op_id, target = intake.tenant_id, operation["op"], operation["target"]
+    owners = owners_by_identifier(operation["owners"])
+    matched = None if target == op_id else _load(tenant, target)
+    if target != op_id and (matched is None or not matched.holds_identifiers):
+        return None
+    decision = apply_intake(intake, owners, matched, _config(operation))
+    contact = decision.contact
+    after = unlock_messages(
+        operation, tenant, contact.contact_id, decision.claimed, decision.released
+    )
+    return contact.contact_id, contact, decision.changes, after
+
+
+def _decide_command(operation: dict[str, Any]) -> Outcome:
+    payload = operation["command"]
+    tenant, contact_id = payload["tenant_id"], payload["contact_id"]
+    cause = Cause("command", payload["event_id"], payload["clamped"])
+    decision = apply_command(
+        _load(tenant, contact_id),
+        domain_command(payload),
+        _config(operation),
+        payload["at"],
+        cause,
+        owners_by_identifier(operation["owners"]),
+    )
+    after = unlock_messages(operation, tenant, contact_id, decision.claimed, decision.released)
+    return contact_id, decision.contact, decision.changes, after
+
+
+def domain_command(payload: dict[str, Any]) -> Command:
+    """The routed command as the domain's dataclass."""
+    tenant, contact_id, args = payload["tenant_id"], payload["contact_id"], payload["args"]
+    if payload["type"] != "update_contact":
+        return SIMPLE_COMMANDS[payload["type"]](tenant_id=tenant, contact_id=contact_id)
+    return UpdateContact(
+        tenant_id=tenant,
+        contact_id=contact_id,
+        fields=args["fields"],
+        tags_add=tuple(args["tags_add"]),
+        tags_remove=tuple(args["tags_remove"]),
+        add_emails=tuple(args["add_emails"]),
+        add_phones=tuple(args["add_phones"]),
+        rejected=tuple(
+            RejectedIdentifier(Kind(kind), value, Rejection(reason))
+            for kind, value, reason in args["rejected"]
+        ),
+        remove_emails=tuple(args["remove_emails"]),
+        remove_phones=tuple(args["remove_phones"]),
+        primary_email=args["primary_email"],
+        primary_phone=args["primary_phone"],
+        sets_owner=args["sets_owner"],
+        owner=args["owner"],
+    )
+
+
+SIMPLE_COMMANDS: dict[str, Callable[..., Command]] = {
+    "delete_contact": DeleteContact,
+    "restore_contact": RestoreContact,
+    "purge_contact": PurgeContact,
+    "suspend_contact": SuspendContact,
+    "unsuspend_contact": UnsuspendContact,
+}

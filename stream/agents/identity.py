@@ -16,7 +16,7 @@ from faust.types import StreamT
 from stream.app import app
 from stream.domain.contact import derive_contact_id
 from stream.domain.identity import find_match
-from stream.domain.locking import lock_order, unlock, visit
+from stream.domain.locking import Entry, lock_order, release, unlock, visit
 from stream.domain.normalize import Identifier, Kind, Normalized
 from stream.tables.contacts import contact_key
 from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
@@ -25,6 +25,16 @@ from stream.topics import contact_ops_topic, identity_ops_topic
 
 async def send_identity_op(key: str, message: dict[str, Any]) -> None:
     await identity_ops_topic.send(key=key.encode(), value=orjson.dumps({**message, "key": key}))
+
+
+async def send_contact_op(operation: dict[str, Any]) -> None:
+    """To the partition of the contact the operation is about."""
+    if "command" in operation:
+        command = operation["command"]
+        key = contact_key(command["tenant_id"], command["contact_id"])
+    else:
+        key = contact_key(operation["intake"]["tenant_id"], operation["target"])
+    await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(operation))
 
 
 async def start_visit(intake: dict[str, Any]) -> None:
@@ -63,17 +73,25 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
         entry = decode_entry(identities.get(key))
         if message["kind"] == "visit":
             result = visit(entry, message["op"], message)
-            identities[key] = encode_entry(result.entry)
+            _store(key, entry, result.entry)
             if not result.parked:
                 await _after_visit(message, {**message["owners"], key: result.owner})
+        elif message["kind"] == "release":
+            _store(key, entry, release(entry, message["contact"]))
         else:
             freed = unlock(entry, message["op"], message["set"], message["owner"])
-            if freed.entry.is_empty:
-                del identities[key]
-            elif freed.entry != entry:
-                identities[key] = encode_entry(freed.entry)
+            _store(key, entry, freed.entry)
             for parked in freed.released:
                 await send_identity_op(key, dict(parked))
+
+
+def _store(key: str, before: Entry, after: Entry) -> None:
+    if after == before:
+        return
+    if after.is_empty:
+        del identities[key]
+    else:
+        identities[key] = encode_entry(after)
 
 
 async def _after_visit(message: dict[str, Any], owners: dict[str, str | None]) -> None:
@@ -81,8 +99,9 @@ async def _after_visit(message: dict[str, Any], owners: dict[str, str | None]) -
     if position < len(keys):
         await send_identity_op(keys[position], {**message, "i": position, "owners": owners})
         return
-    intake = message["intake"]
-    target = target_contact(intake, owners, message["op"])
-    operation = {**message, "kind": "intake", "owners": owners, "target": target}
-    key = contact_key(intake["tenant_id"], target)
-    await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(operation))
+    if "command" in message:
+        # A command names its contact: it only needed the locks and owners.
+        await send_contact_op({**message, "kind": "command", "owners": owners})
+    else:
+        target = target_contact(message["intake"], owners, message["op"])
+        await send_contact_op({**message, "kind": "intake", "owners": owners, "target": target})

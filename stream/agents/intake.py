@@ -53,8 +53,6 @@ def routed_intake(
         "at": at,
         "clamped": clamped,
         "origin": [topic, partition, offset],
-        "alt_email_limit": config.alt_email_limit,
-        "alt_phone_limit": config.alt_phone_limit,
     }
 
 

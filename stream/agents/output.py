@@ -39,11 +39,14 @@ async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None
     await deadletter_topic.send(key=key, value=orjson.dumps(letter))
 
 
-async def publish(changes: Sequence[str], contact: Contact) -> None:
+async def publish(
+    changes: Sequence[str], tenant_id: str, contact_id: str, contact: Contact | None
+) -> None:
     """Change events (JSON text, in version order), then the contact's latest snapshot."""
     if not changes:
         return
-    key = contact_key(contact.tenant_id, contact.contact_id).encode()
+    key = contact_key(tenant_id, contact_id).encode()
     for change in changes:
         await changes_topic.send(key=key, value=change.encode())
-    await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))
+    if contact is not None:
+        await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))

@@ -80,3 +80,15 @@ def unlock(entry: Entry, op_id: str, set_owner: bool, owner: str | None) -> Unlo
 def lock_order(keys: Sequence[str]) -> tuple[str, ...]:
     """The canonical visiting order: sorted, each key once."""
     return tuple(sorted(set(keys)))
+
+
+def release(entry: Entry, contact_id: str) -> Entry:
+    """A purged contact gives its identifier up, whoever holds the lock.
+
+    An operation holding the lock may have read this owner already; it finds
+    the contact purged on its partition and goes on as if unowned, which is
+    what the entry now says.
+    """
+    if entry.owner != contact_id:
+        return entry
+    return replace(entry, owner=None)

@@ -1,0 +1,143 @@
+"""route_commands: validate commands and send each to its contact's partition.
+
+A command naming several contacts fans out, one operation per contact id
+(repeats count once). `update_contact` adding or removing identifiers first
+takes their locks, like an intake (stream/domain/locking.py), so the owners
+it sees cannot change under it. Command types whose rules are not built yet
+are dead-lettered as `unknown_type` with a detail saying so: they stay
+replayable once a later version handles them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import StreamT
+
+from stream.agents.identity import send_contact_op, send_identity_op
+from stream.agents.output import send_dead_letter
+from stream.app import app
+from stream.domain.contact import derive_contact_id
+from stream.domain.locking import lock_order
+from stream.domain.normalize import Kind, normalize_identifiers
+from stream.domain.timefmt import logical_time, to_ms
+from stream.models import Command, InputRejected, TenantConfig, UpdateContact, decode_input
+from stream.tables.identities import identity_key
+from stream.topics import commands_topic
+
+DEFAULT_CONFIG = TenantConfig()
+SUPPORTED = frozenset(
+    {
+        "update_contact",
+        "delete_contact",
+        "restore_contact",
+        "purge_contact",
+        "suspend_contact",
+        "unsuspend_contact",
+    }
+)
+
+
+def update_args(command: UpdateContact, region: str, blocked: list[str]) -> dict[str, Any]:
+    """The update's arguments with its identifiers normalized (SPEC §3.1)."""
+    adds = normalize_identifiers(command.add_emails, command.add_phones, region, blocked)
+    removes = normalize_identifiers(command.remove_emails, command.remove_phones, region, blocked)
+    primaries = normalize_identifiers(
+        [command.primary_email] if command.primary_email else [],
+        [command.primary_phone] if command.primary_phone else [],
+        region,
+        blocked,
+    )
+    return {
+        "fields": command.fields,
+        "tags_add": command.tags_add,
+        "tags_remove": command.tags_remove,
+        "add_emails": adds.emails,
+        "add_phones": adds.phones,
+        "rejected": [[r.kind.value, r.value, r.reason.value] for r in adds.rejected],
+        "remove_emails": removes.emails,
+        "remove_phones": removes.phones,
+        "primary_email": primaries.emails[0] if primaries.emails else None,
+        "primary_phone": primaries.phones[0] if primaries.phones else None,
+        "sets_owner": command.sets_owner,
+        "owner": command.owner,
+    }
+
+
+def operations(
+    command: Command, topic: str, partition: int, offset: int, broker_ms: int
+) -> list[dict[str, Any]]:
+    """One operation per named contact, with the keys it must lock."""
+    occurred = None if command.occurred_at is None else to_ms(command.occurred_at)
+    at, clamped = logical_time(occurred, broker_ms)
+    base = {
+        "tenant_id": command.tenant_id,
+        "event_id": command.event_id,
+        "type": command.type,
+        "at": at,
+        "clamped": clamped,
+    }
+    config = DEFAULT_CONFIG
+    if isinstance(command, UpdateContact):
+        targets = [
+            (command.contact_id, update_args(command, config.default_region, config.blocked_values))
+        ]
+    else:
+        targets = [(cid, {}) for cid in dict.fromkeys(command.contact_ids)]  # type: ignore[union-attr]
+    ops = []
+    for contact_id, args in targets:
+        keys = lock_order(
+            [
+                identity_key(command.tenant_id, Kind.EMAIL.value, e)
+                for e in args.get("add_emails", ())
+            ]
+            + [
+                identity_key(command.tenant_id, Kind.PHONE.value, p)
+                for p in args.get("add_phones", ())
+            ]
+            + [
+                identity_key(command.tenant_id, Kind.EMAIL.value, e)
+                for e in args.get("remove_emails", ())
+            ]
+            + [
+                identity_key(command.tenant_id, Kind.PHONE.value, p)
+                for p in args.get("remove_phones", ())
+            ]
+        )
+        # Unique per input record and contact, the same when the record is replayed.
+        op_id = derive_contact_id(
+            command.tenant_id, f"{command.event_id}|{contact_id}", topic, partition, offset
+        )
+        ops.append(
+            {
+                "op": op_id,
+                "keys": keys,
+                "owners": {},
+                "command": {**base, "contact_id": contact_id, "args": args},
+            }
+        )
+    return ops
+
+
+@app.agent(commands_topic, name="route-commands")
+async def route_commands(stream: StreamT[bytes]) -> None:
+    async for event in stream.events():
+        message = event.message
+        try:
+            command = decode_input("command", message.value)
+        except InputRejected as rejected:
+            await send_dead_letter(event, rejected.reason, rejected.detail)
+            continue
+        if command.type not in SUPPORTED:
+            await send_dead_letter(
+                event, "unknown_type", f"command type {command.type} is not supported yet"
+            )
+            continue
+        broker_ms = int(message.timestamp * 1000)
+        for operation in operations(
+            command, message.topic, message.partition, message.offset, broker_ms
+        ):
+            if operation["keys"]:
+                await send_identity_op(operation["keys"][0], {**operation, "kind": "visit", "i": 0})
+            else:
+                await send_contact_op({**operation, "kind": "command"})

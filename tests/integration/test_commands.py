@@ -1,0 +1,105 @@
+"""Commands end to end (SPEC §2.4, §3.2.5, §3.3): profile edits, trash, purge, suspension."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Env, send_json
+from tests.integration.test_intake_path import intake, of_type
+
+pytestmark = pytest.mark.integration
+
+
+def command(tenant: str, command_type: str, **fields: Any) -> dict[str, Any]:
+    return {"event_id": uuid.uuid4().hex, "tenant_id": tenant, "type": command_type, **fields}
+
+
+async def test_commands_edit_trash_restore_suspend_and_purge_a_contact(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
+
+    await send_json(
+        producer, intakes, intake("acme", ["ana@example.com"], fields={"city": "Madrid"})
+    )
+    created = (await changes.wait_until(lambda v: len(v) >= 1))[0]
+    ana = created["contact_id"]
+
+    async def then(cmd: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        await send_json(producer, commands, cmd)
+        return await changes.wait_until(lambda v: len(v) >= count)
+
+    values = await then(
+        command(
+            "acme",
+            "update_contact",
+            contact_id=ana,
+            fields={"city": None, "company": "ACME"},
+            add_emails=["Ana.Work@Example.com"],
+            tags_add=["vip"],
+        ),
+        3,
+    )
+    assert [c["type"] for c in values[1:]] == ["identifier.added", "contact.updated"]
+    assert values[1]["data"]["value"] == "ana.work@example.com"
+    assert values[2]["data"]["changed"]["company"] == [None, "ACME"]
+
+    values = await then(command("acme", "delete_contact", contact_ids=[ana]), 4)
+    assert values[3]["type"] == "contact.deleted" and values[3]["data"]["purge_after"]
+    values = await then(command("acme", "suspend_contact", contact_ids=[ana]), 5)
+    assert values[4]["type"] == "command.rejected" and values[4]["data"]["reason"] == "trashed"
+
+    # An intake matching the trashed contact (by its new alternate) restores it first.
+    await send_json(producer, intakes, intake("acme", ["ana.work@example.com"], tags=["again"]))
+    values = await changes.wait_until(lambda v: len(v) >= 7)
+    assert [c["type"] for c in values[5:7]] == ["contact.restored", "contact.updated"]
+
+    values = await then(command("acme", "suspend_contact", contact_ids=[ana, ana]), 8)
+    assert values[7]["type"] == "contact.suspended"
+
+    ghost = str(uuid.uuid4())
+    values = await then(command("acme", "restore_contact", contact_ids=[ghost]), 9)
+    assert values[8]["type"] == "command.rejected"
+    assert values[8]["contact_id"] == ghost and values[8]["version"] == 0
+    assert values[8]["data"]["reason"] == "unknown_contact"
+
+    await then(command("acme", "delete_contact", contact_ids=[ana]), 10)
+    values = await then(command("acme", "purge_contact", contact_ids=[ana]), 11)
+    assert values[10]["type"] == "contact.purged"
+    versions = [c["version"] for c in values if c["contact_id"] == ana]
+    assert versions == list(range(1, len(versions) + 1))
+
+    # After the purge the same identifiers make a brand-new contact with only the new data.
+    await send_json(producer, intakes, intake("acme", ["ana@example.com", "ana.work@example.com"]))
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
+    reborn = of_type(values, "contact.created")[1]
+    assert reborn["contact_id"] != ana
+    assert reborn["data"]["contact"]["emails"] == ["ana@example.com", "ana.work@example.com"]
+    assert reborn["data"]["contact"]["fields"] == {}
+
+
+async def test_unsupported_and_malformed_commands_are_dead_lettered(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    dead = await reader(env.topic("contacts.deadletter.v1"))
+    topic = env.topic("contacts.commands.v1")
+    await send_json(
+        producer, topic, command("acme", "merge_contacts", survivor_id="a", merged_ids=["b"])
+    )
+    await send_json(producer, topic, command("acme", "teleport_contact", contact_ids=["a"]))
+    await send_json(producer, topic, command("acme", "delete_contact", contact_ids=[]))
+    letters = await dead.wait_until(lambda v: len(v) >= 3)
+    assert sorted(d["reason"] for d in letters) == ["schema", "unknown_type", "unknown_type"]
+    assert any("not supported yet" in d["detail"] for d in letters)
+    assert orjson.loads(letters[0]["raw"])["tenant_id"] == "acme"
