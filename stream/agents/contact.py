@@ -23,6 +23,7 @@ from faust.types import StreamT
 
 from stream.agents.identity import send_contact_op, send_identity_op, target_contact
 from stream.agents.output import publish
+from stream.agents.timers import due_index
 from stream.app import app
 from stream.domain.commands import (
     Command,
@@ -33,6 +34,8 @@ from stream.domain.commands import (
     UnsuspendContact,
     UpdateContact,
     apply_command,
+    fire_purge,
+    next_due,
 )
 from stream.domain.contact import Cause, Change, Contact
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
@@ -136,6 +139,8 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
 
 async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     """Apply one operation; returns the identity messages to send once it is durable."""
+    if operation["kind"] == "tick":
+        return await _apply_tick(operation)
     is_intake = operation["kind"] == "intake"
     source = operation["intake"] if is_intake else operation["command"]
     tenant, event_id = source["tenant_id"], source["event_id"]
@@ -151,8 +156,7 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     else:
         outcome = _decide_command(operation)
     contact_id, contact, changes, after = outcome
-    if contact is not None:
-        contacts[contact_key(tenant, contact_id)] = encode_contact(contact)
+    _store(tenant, contact_id, contact)
     encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
     applied_events[seen_key] = orjson.dumps(
         {
@@ -165,6 +169,31 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     )
     await publish(encoded, tenant, contact_id, contact)
     return after
+
+
+def _store(tenant: str, contact_id: str, contact: Contact | None) -> None:
+    if contact is None:
+        return
+    key = contact_key(tenant, contact_id)
+    contacts[key] = encode_contact(contact)
+    due_index.schedule(key, next_due(contact))
+
+
+async def _apply_tick(operation: dict[str, Any]) -> list[list[Any]]:
+    """Fire what is due on a contact, with `at` = the due time (SPEC §3.7)."""
+    tick = operation["tick"]
+    tenant, contact_id = tick["tenant_id"], tick["contact_id"]
+    contact = _load(tenant, contact_id)
+    if contact is None:
+        return []
+    decision = fire_purge(contact, tick["due"])
+    if not decision.changes:
+        due_index.schedule(contact_key(tenant, contact_id), next_due(contact))
+        return []
+    _store(tenant, contact_id, decision.contact)
+    encoded = [orjson.dumps(change.as_json()).decode() for change in decision.changes]
+    await publish(encoded, tenant, contact_id, decision.contact)
+    return unlock_messages(operation, tenant, contact_id, (), decision.released)
 
 
 async def _replay(operation: dict[str, Any], seen_key: str, at: int) -> list[list[Any]] | None:

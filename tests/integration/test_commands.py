@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -103,3 +105,57 @@ async def test_unsupported_and_malformed_commands_are_dead_lettered(
     assert sorted(d["reason"] for d in letters) == ["schema", "unknown_type", "unknown_type"]
     assert any("not supported yet" in d["detail"] for d in letters)
     assert orjson.loads(letters[0]["raw"])["tenant_id"] == "acme"
+
+
+async def test_trash_purge_fires_at_the_exact_due_time_and_frees_the_identifiers(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
+    day = 86_400_000
+    now = int(time.time() * 1000)
+    for email in ("overdue@example.com", "soon@example.com"):
+        # Created 31 days ago: `at` never goes back along a contact's versions.
+        await send_json(
+            producer, intakes, intake("acme", [email], occurred_at=rfc3339(now - 31 * day))
+        )
+    created = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
+    ids = {c["data"]["contact"]["emails"][0]: c["contact_id"] for c in created}
+    # Deleted 30 days ago minus 1 s, and 30 days ago plus 3 s: with the default
+    # 30-day retention one purge is overdue, the other is due in ~3 s.
+    deleted_at = {
+        "overdue@example.com": now - 30 * day - 1000,
+        "soon@example.com": now - 30 * day + 3000,
+    }
+    for email, at in deleted_at.items():
+        await send_json(
+            producer,
+            commands,
+            command("acme", "delete_contact", contact_ids=[ids[email]], occurred_at=rfc3339(at)),
+        )
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.purged")) >= 2, timeout=30)
+    fired_at = time.time() * 1000
+    purged = {c["contact_id"]: c for c in of_type(values, "contact.purged")}
+    deleted = {c["contact_id"]: c for c in of_type(values, "contact.deleted")}
+    for email, at in deleted_at.items():
+        due = at + 30 * day
+        assert deleted[ids[email]]["data"]["purge_after"] == rfc3339(due)
+        assert purged[ids[email]]["at"] == rfc3339(due)
+        assert purged[ids[email]]["cause"] == {"kind": "timer", "event_id": None}
+    soon_due = deleted_at["soon@example.com"] + 30 * day
+    assert fired_at - soon_due < 2000 + 1000  # within 2 s (plus this reader's own poll lag)
+    # The purged contact's email is free again: a new intake creates a new contact.
+    await send_json(producer, intakes, intake("acme", ["overdue@example.com"]))
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 3)
+    assert of_type(values, "contact.created")[2]["contact_id"] != ids["overdue@example.com"]
+
+
+def rfc3339(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

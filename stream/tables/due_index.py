@@ -1,0 +1,50 @@
+"""The due-time index of one worker's contacts: what timer fires next, and when.
+
+Faust tables have no TTL. Each worker keeps, in memory, the next due time of
+every contact on the partitions it owns (SPEC §3.7): a heap ordered by due
+time plus the current due time per contact, so an entry made stale by a later
+change is skipped when popped. It is rebuilt from the contacts table after
+every rebalance (reading each assigned partition's contacts once) and kept
+up to date by the contact agent on every write. Work per tick grows with the
+number of due items, not with the number of contacts.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+
+class DueIndex:
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def schedule(self, key: str, due: int | None) -> None:
+        """Set (or clear, with None) the next due time of a contact."""
+        if due is None:
+            self._due.pop(key, None)
+            return
+        if self._due.get(key) == due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, key))
+
+    def pop_due(self, now: int) -> list[tuple[str, int]]:
+        """Every contact due at or before `now`, in due order; they leave the index."""
+        fired = []
+        while self._heap and self._heap[0][0] <= now:
+            due, key = heapq.heappop(self._heap)
+            if self._due.get(key) == due:
+                del self._due[key]
+                fired.append((key, due))
+        return fired
+
+    def rebuild(self, entries: Iterable[tuple[str, int | None]]) -> None:
+        self._heap.clear()
+        self._due.clear()
+        for key, due in entries:
+            self.schedule(key, due)
