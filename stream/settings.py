@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         60.0, gt=0, description="seconds before the group gives up on a silent worker"
     )
-    producer_linger: float = Field(0.05, ge=0, description="seconds a produce batch may wait")
+    # 0: every contact operation flushes the producer before it unlocks, and a
+    # flush waits out the linger (bench: 18 intakes/s at 0.05 s, 314 at 0).
+    producer_linger: float = Field(0.0, ge=0, description="seconds a produce batch may wait")
     stream_buffer_maxsize: int = Field(
         4096, ge=1, description="events buffered per partition before its fetching pauses"
     )

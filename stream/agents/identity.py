@@ -80,9 +80,16 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
             _store(key, entry, release(entry, message["contact"]))
         else:
             freed = unlock(entry, message["op"], message["set"], message["owner"])
-            _store(key, entry, freed.entry)
+            # The released visits are durable before the entry says released:
+            # the store writes RocksDB at once, and a worker killed in between
+            # would restart "released" with the visits lost and their locks
+            # held for ever (a SIGKILL test found it). Killed before the store,
+            # the repeated unlock releases them again; a duplicate visit is harmless.
             for parked in freed.released:
                 await send_identity_op(key, dict(parked))
+            if freed.released:
+                await app.producer.flush()
+            _store(key, entry, freed.entry)
 
 
 def _store(key: str, before: Entry, after: Entry) -> None:

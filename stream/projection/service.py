@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError
 from mode import Service
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,7 +68,13 @@ class Projection(Service):
             if values:
                 await self._write(latest_per_contact(values))
             if batches:
-                await self.consumer.commit()
+                try:
+                    await self.consumer.commit()
+                except CommitFailedError:
+                    # The group rebalanced while this batch was written (another
+                    # worker joined or left): its new owner reads it again, and
+                    # the version-checked writes make that harmless.
+                    log.info("projection commit lost to a rebalance; the batch is re-read")
 
     async def _write(self, snapshots: list[dict[str, Any]]) -> None:
         delay = 0.1
