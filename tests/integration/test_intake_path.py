@@ -155,3 +155,33 @@ async def test_sigkilled_worker_recovers_contacts_from_changelog_without_recreat
         versions.setdefault(c["contact_id"], []).append(c["version"])
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
     assert len({c["change_id"] for c in values}) == len(values)
+
+
+async def test_the_same_email_in_two_tenants_makes_two_contacts_and_logs_show_no_email(
+    env: Env, producer, reader, redis_client
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    for tenant in ("acme", "globex"):
+        await send_json(
+            producer,
+            env.topic("contacts.intake.v1"),
+            intake(tenant, ["shared.person@example.com"], ["600 999 888"]),
+        )
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
+    created = {c["tenant_id"]: c["contact_id"] for c in of_type(values, "contact.created")}
+    assert set(created) == {"acme", "globex"}
+    assert created["acme"] != created["globex"]
+
+    async def both_projected() -> bool:
+        keys = [f"{env.redis_prefix}:{{{t}}}:email:shared.person@example.com" for t in created]
+        return all([await redis_client.get(k) for k in keys])
+
+    await wait_for(both_projected, 30, what="both tenants in redis")
+    for tenant, contact_id in created.items():
+        key = f"{env.redis_prefix}:{{{tenant}}}:email:shared.person@example.com"
+        assert await redis_client.get(key) == contact_id.encode()
+    log = worker.log_text()
+    assert "shared.person@example.com" not in log and "600999888" not in log
