@@ -255,16 +255,23 @@ def _decide_command(operation: dict[str, Any]) -> Outcome:
     payload = operation["command"]
     tenant, contact_id = payload["tenant_id"], payload["contact_id"]
     cause = Cause("command", payload["event_id"], payload["clamped"])
+    contact = _load(tenant, contact_id)
+    # SPEC §3.7: what is due at or before the command's time fires first.
+    fired = None if contact is None else fire_purge(contact, payload["at"])
+    if fired is not None:
+        contact = fired.contact
     decision = apply_command(
-        _load(tenant, contact_id),
+        contact,
         domain_command(payload),
         _config(operation),
         payload["at"],
         cause,
         owners_by_identifier(operation["owners"]),
     )
-    after = unlock_messages(operation, tenant, contact_id, decision.claimed, decision.released)
-    return contact_id, decision.contact, decision.changes, after
+    changes = (fired.changes if fired else ()) + decision.changes
+    released = (fired.released if fired else ()) + decision.released
+    after = unlock_messages(operation, tenant, contact_id, decision.claimed, released)
+    return contact_id, decision.contact, changes, after
 
 
 def domain_command(payload: dict[str, Any]) -> Command:

@@ -159,3 +159,45 @@ def rfc3339(ms: int) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+async def test_an_overdue_purge_fires_at_its_due_time_before_a_later_command(
+    env: Env, producer, reader
+) -> None:
+    # No worker runs while the purge falls due; once back, the purge (inline
+    # before the next command, or by tick) comes first, at its due time.
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
+    day = 86_400_000
+    now = int(time.time() * 1000)
+    await send_json(
+        producer, intakes, intake("acme", ["late@example.com"], occurred_at=rfc3339(now - 40 * day))
+    )
+    contact_id = (await changes.wait_until(lambda v: len(v) >= 1))[0]["contact_id"]
+    # Deleted 35 days ago: due 5 days ago. Stop the worker before it can tick.
+    worker.kill()
+    await send_json(
+        producer,
+        commands,
+        command(
+            "acme", "delete_contact", contact_ids=[contact_id], occurred_at=rfc3339(now - 35 * day)
+        ),
+    )
+    await send_json(
+        producer, commands, command("acme", "restore_contact", contact_ids=[contact_id])
+    )
+    restarted = env.worker(datadir="data")
+    restarted.start()
+    await restarted.wait_ready()
+    values = await changes.wait_until(lambda v: any(c["type"] == "command.rejected" for c in v))
+    # Killed before its offsets were committed, the worker replays the intake and
+    # re-sends its effects with the same ids: a consumer dedups on change_id.
+    values = list({c["change_id"]: c for c in values}.values())
+    types = [c["type"] for c in values]
+    assert types[:3] == ["contact.created", "contact.deleted", "contact.purged"]
+    assert values[2]["at"] == rfc3339(now - 5 * day)
+    rejected = of_type(values, "command.rejected")[0]
+    assert rejected["data"]["reason"] == "unknown_contact" and rejected["version"] == 0
