@@ -179,15 +179,18 @@ async def test_an_overdue_purge_fires_at_its_due_time_before_a_later_command(
     contact_id = (await changes.wait_until(lambda v: len(v) >= 1))[0]["contact_id"]
     # Deleted 35 days ago: due 5 days ago. Stop the worker before it can tick.
     worker.kill()
+    # Both keyed by the contact, as a producer would: one partition keeps their order.
+    key = contact_id.encode()
     await send_json(
         producer,
         commands,
         command(
             "acme", "delete_contact", contact_ids=[contact_id], occurred_at=rfc3339(now - 35 * day)
         ),
+        key=key,
     )
     await send_json(
-        producer, commands, command("acme", "restore_contact", contact_ids=[contact_id])
+        producer, commands, command("acme", "restore_contact", contact_ids=[contact_id]), key=key
     )
     restarted = env.worker(datadir="data")
     restarted.start()
