@@ -54,7 +54,7 @@ def update_args(command: UpdateContact, region: str, blocked: list[str]) -> dict
         "tags_remove": command.tags_remove,
         "add_emails": adds.emails,
         "add_phones": adds.phones,
-        "rejected": [[r.kind.value, r.value, r.reason.value] for r in adds.rejected],
+        "rejected": [r.as_row() for r in adds.rejected],
         "remove_emails": removes.emails,
         "remove_phones": removes.phones,
         "primary_email": primaries.emails[0] if primaries.emails else None,

@@ -39,7 +39,7 @@ from stream.domain.commands import (
 )
 from stream.domain.contact import Cause, Change, Contact
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
-from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier, Rejection
+from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import TenantConfig
 from stream.tables.codec import decode_contact, encode_contact
@@ -67,10 +67,7 @@ def intake_from_payload(p: dict[str, Any]) -> Intake:
         identifiers=Normalized(
             emails=tuple(p["emails"]),
             phones=tuple(p["phones"]),
-            rejected=tuple(
-                RejectedIdentifier(Kind(kind), value, Rejection(reason))
-                for kind, value, reason in p["rejected"]
-            ),
+            rejected=tuple(RejectedIdentifier.from_row(row) for row in p["rejected"]),
         ),
         at=p["at"],
         clamped=p["clamped"],
@@ -287,10 +284,7 @@ def domain_command(payload: dict[str, Any]) -> Command:
         tags_remove=tuple(args["tags_remove"]),
         add_emails=tuple(args["add_emails"]),
         add_phones=tuple(args["add_phones"]),
-        rejected=tuple(
-            RejectedIdentifier(Kind(kind), value, Rejection(reason))
-            for kind, value, reason in args["rejected"]
-        ),
+        rejected=tuple(RejectedIdentifier.from_row(row) for row in args["rejected"]),
         remove_emails=tuple(args["remove_emails"]),
         remove_phones=tuple(args["remove_phones"]),
         primary_email=args["primary_email"],

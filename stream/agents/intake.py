@@ -44,7 +44,7 @@ def routed_intake(
         "source": intake.source,
         "emails": ids.emails,
         "phones": ids.phones,
-        "rejected": [[r.kind.value, r.value, r.reason.value] for r in ids.rejected],
+        "rejected": [r.as_row() for r in ids.rejected],
         "fields": intake.fields,
         "tags": intake.tags,
         "owner": intake.owner,

@@ -34,6 +34,15 @@ class RejectedIdentifier:
     value: str  # as given (trimmed) when invalid, normalized when blocked
     reason: Rejection
 
+    def as_row(self) -> list[str]:
+        """The form internal hops carry: [kind, value, reason]."""
+        return [self.kind.value, self.value, self.reason.value]
+
+    @classmethod
+    def from_row(cls, row: list[str]) -> RejectedIdentifier:
+        kind, value, reason = row
+        return cls(Kind(kind), value, Rejection(reason))
+
 
 @dataclass(frozen=True, slots=True)
 class Normalized:

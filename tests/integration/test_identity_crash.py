@@ -26,7 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.integration.conftest import Env, Servers, Worker, wait_for, wait_quiet
-from tests.integration.test_identity_races import HOPS, send_all
+from tests.integration.test_identity_races import HOPS, identifiers_by_contact, send_all
 from tests.integration.test_intake_path import intake
 
 # Not in `make test` yet: it fails about half the runs. It found two faults,
@@ -74,17 +74,6 @@ def dedupe(changes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter
             seen.add(c["change_id"])
             unique.append(c)
     return unique, Counter({cid: n for cid, n in counts.items() if n > 1})
-
-
-def identifiers_by_contact(changes: list[dict[str, Any]]) -> dict[str, set[str]]:
-    held: dict[str, set[str]] = defaultdict(set)
-    for c in changes:
-        if c["type"] == "contact.created":
-            snap = c["data"]["contact"]
-            held[c["contact_id"]] |= set(snap["emails"]) | set(snap["phones"])
-        elif c["type"] == "identifier.added":
-            held[c["contact_id"]].add(c["data"]["value"])
-    return held
 
 
 async def read_changelog(servers: Servers, topic: str) -> dict[bytes, bytes | None]:
