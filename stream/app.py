@@ -58,7 +58,7 @@ class App(faust.App):
 
 app = App(
     settings.app_id,
-    broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+    broker=[f"{settings.kafka_transport}://{host}" for host in settings.kafka_bootstrap.split(",")],
     store=settings.store,
     datadir=settings.datadir,
     topic_partitions=settings.partitions,

@@ -16,6 +16,10 @@ class Settings(BaseSettings):
 
     app_id: str = Field("contact-stream", description="Kafka consumer group and table prefix")
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="host:port[,host:port]")
+    kafka_transport: str = Field(
+        "cskafka",
+        description="Faust transport: cskafka (ours, stream/transport.py) or kafka (stock)",
+    )
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:16379/0"), description="may carry a password"
     )

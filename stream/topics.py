@@ -63,7 +63,12 @@ async def ensure_topics() -> None:
     Faust creates only the topics its agents consume. A send to a topic that
     does not exist yet left the producer's flush waiting for metadata (5 s
     and more in a test), and every contact operation waits for a flush.
+    The tables' changelogs are created here too: a consumer subscribing to a
+    missing changelog made a broker with `auto.create.topics.enable` create
+    it with the broker's default partition count, and the table then failed
+    with PartitionsMismatch (seen in the crash test).
     """
+    changelogs = [(table.changelog_topic_name, True) for table in app.tables.values()]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -75,7 +80,7 @@ async def ensure_topics() -> None:
                 replication_factor=settings.replication_factor,
                 topic_configs={"cleanup.policy": "compact"} if compacted else {},
             )
-            for name, compacted in ALL_TOPICS
+            for name, compacted in (*ALL_TOPICS, *changelogs)
             if name not in existing
         ]
         if missing:

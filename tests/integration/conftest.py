@@ -24,6 +24,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "scripts" / "stack"
@@ -189,11 +190,25 @@ class Env:
 
 
 @pytest.fixture
-def env(servers: Servers, tmp_path: Path) -> Iterator[Env]:
+async def env(servers: Servers, tmp_path: Path) -> AsyncIterator[Env]:
     e = Env(servers, f"t{uuid.uuid4().hex[:10]}", tmp_path)
     yield e
     for w in e.workers:
         w.stop()
+    if not os.environ.get("CS_TEST_KEEP_TOPICS"):  # set it to inspect a failed test's topics
+        await delete_topics(servers, (f"{e.prefix}.", f"cs-{e.prefix}-"))
+
+
+async def delete_topics(servers: Servers, prefixes: tuple[str, ...]) -> None:
+    """Drop a finished test's topics: a broker holding every run's partitions runs out of heap."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -334,13 +349,23 @@ async def wait_quiet(servers: Servers, group: str, topics: list[str], timeout: f
         while True:
             ends = await consumer.end_offsets(tps)
 
-            async def committed_all(ends: dict[TopicPartition, int] = ends) -> bool:
+            async def lagging(ends: dict[TopicPartition, int] = ends) -> dict[str, str]:
+                behind = {}
                 for tp in tps:
-                    if (await consumer.committed(tp) or 0) < ends[tp]:
-                        return False
-                return True
+                    committed = await consumer.committed(tp)
+                    if (committed or 0) < ends[tp]:
+                        behind[f"{tp.topic.rsplit('.', 2)[-2]}[{tp.partition}]"] = (
+                            f"{committed}/{ends[tp]}"
+                        )
+                return behind
 
-            await wait_for(committed_all, max(deadline - time.monotonic(), 1), what="commits")
+            async def committed_all() -> bool:
+                return not await lagging()
+
+            try:
+                await wait_for(committed_all, max(deadline - time.monotonic(), 1), what="commits")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; committed/end: {await lagging()}") from None
             if await consumer.end_offsets(tps) == ends:
                 return
     finally:
