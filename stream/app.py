@@ -37,9 +37,13 @@ class App(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        from stream.topics import ensure_topics  # the topics module imports this one
+        # These modules import this one.
+        from stream.tables.tenant_configs import TenantConfigFollower
+        from stream.topics import ensure_topics
 
         await ensure_topics()
+        # Every worker follows every tenant's config; agents wait until it is read.
+        await self.add_runtime_dependency(TenantConfigFollower())
 
     async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:
         # The traceback without the exception's message: a message may quote a

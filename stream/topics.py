@@ -44,6 +44,7 @@ deadletter_topic = _topic(DEADLETTER)
 identity_ops_topic = _topic(IDENTITY_OPS)
 contact_ops_topic = _topic(CONTACT_OPS)
 snapshots_topic = _topic(SNAPSHOTS, compacting=True)
+tenant_config_topic = _topic(TENANT_CONFIG, compacting=True)
 
 # Every topic the worker reads or writes, with whether it is compacted.
 ALL_TOPICS: tuple[tuple[str, bool], ...] = (
@@ -54,6 +55,7 @@ ALL_TOPICS: tuple[tuple[str, bool], ...] = (
     (IDENTITY_OPS, False),
     (CONTACT_OPS, False),
     (SNAPSHOTS, True),
+    (TENANT_CONFIG, True),
 )
 
 

@@ -21,11 +21,11 @@ from stream.domain.contact import derive_contact_id
 from stream.domain.locking import lock_order
 from stream.domain.normalize import Kind, normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
-from stream.models import Command, InputRejected, TenantConfig, UpdateContact, decode_input
+from stream.models import Command, InputRejected, UpdateContact, decode_input
 from stream.tables.identities import identity_key
+from stream.tables.tenant_configs import tenant_configs
 from stream.topics import commands_topic
 
-DEFAULT_CONFIG = TenantConfig()
 SUPPORTED = frozenset(
     {
         "update_contact",
@@ -77,7 +77,7 @@ def operations(
         "at": at,
         "clamped": clamped,
     }
-    config = DEFAULT_CONFIG
+    config = tenant_configs.get(command.tenant_id)
     if isinstance(command, UpdateContact):
         targets = [
             (command.contact_id, update_args(command, config.default_region, config.blocked_values))
@@ -121,6 +121,7 @@ def operations(
 
 @app.agent(commands_topic, name="route-commands")
 async def route_commands(stream: StreamT[bytes]) -> None:
+    await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
         try:

@@ -40,23 +40,13 @@ from stream.domain.commands import (
 from stream.domain.contact import Cause, Change, Contact
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
-from stream.domain.timefmt import MS_PER_DAY
-from stream.models import TenantConfig
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_events, applied_key, contact_key, contacts
 from stream.tables.identities import identity_key
+from stream.tables.tenant_configs import dedup_ms, identity_config, tenant_configs
 from stream.topics import contact_ops_topic
 
 log = logging.getLogger(__name__)
-DEDUP_MS = TenantConfig().dedup_days * MS_PER_DAY
-_DEFAULTS = TenantConfig()
-DEFAULT_IDENTITY = IdentityConfig(
-    alt_email_limit=_DEFAULTS.alt_email_limit,
-    alt_phone_limit=_DEFAULTS.alt_phone_limit,
-    hold_days=_DEFAULTS.hold_days,
-    trash_retention_days=_DEFAULTS.trash_retention_days,
-    readd_deleted_policy=_DEFAULTS.readd_deleted_policy,
-)
 
 
 def intake_from_payload(p: dict[str, Any]) -> Intake:
@@ -116,14 +106,13 @@ def unlock_messages(
     return out
 
 
-def _config(operation: dict[str, Any]) -> IdentityConfig:
-    # Tenant configuration arrives with the marketing issue; until then the
-    # SPEC defaults, as the router applied them.
-    return DEFAULT_IDENTITY
+def _config(tenant: str) -> IdentityConfig:
+    return identity_config(tenant_configs.get(tenant))
 
 
 @app.agent(contact_ops_topic, name="apply-contact-ops")
 async def apply_contact_ops(stream: StreamT[bytes]) -> None:
+    await tenant_configs.ready()
     async for raw in stream:
         operation = orjson.loads(raw)
         after = await _apply(operation)
@@ -142,7 +131,7 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     source = operation["intake"] if is_intake else operation["command"]
     tenant, event_id = source["tenant_id"], source["event_id"]
     seen_key = applied_key(tenant, event_id if is_intake else f"{event_id}|{source['contact_id']}")
-    replay = await _replay(operation, seen_key, source["at"])
+    replay = await _replay(operation, tenant, seen_key, source["at"])
     if replay is not None:
         return replay
     if is_intake:
@@ -193,13 +182,15 @@ async def _apply_tick(operation: dict[str, Any]) -> list[list[Any]]:
     return unlock_messages(operation, tenant, contact_id, (), decision.released)
 
 
-async def _replay(operation: dict[str, Any], seen_key: str, at: int) -> list[list[Any]] | None:
+async def _replay(
+    operation: dict[str, Any], tenant: str, seen_key: str, at: int
+) -> list[list[Any]] | None:
     """None for a new event; else what a repeated one does (SPEC §2.1 dedup)."""
     seen_raw = applied_events.get(seen_key)
     if seen_raw is None:
         return None
     seen = orjson.loads(seen_raw)
-    if at - seen["at"] >= DEDUP_MS:
+    if at - seen["at"] >= dedup_ms(tenant_configs.get(tenant)):
         return None
     if seen["op"] != operation["op"]:
         # The same event_id from another record (a producer's retry): no effect.
@@ -240,7 +231,7 @@ def _decide_intake(operation: dict[str, Any]) -> Outcome | None:
     matched = None if target == op_id else _load(tenant, target)
     if target != op_id and (matched is None or not matched.holds_identifiers):
         return None
-    decision = apply_intake(intake, owners, matched, _config(operation))
+    decision = apply_intake(intake, owners, matched, _config(tenant))
     contact = decision.contact
     after = unlock_messages(
         operation, tenant, contact.contact_id, decision.claimed, decision.released
@@ -260,7 +251,7 @@ def _decide_command(operation: dict[str, Any]) -> Outcome:
     decision = apply_command(
         contact,
         domain_command(payload),
-        _config(operation),
+        _config(tenant),
         payload["at"],
         cause,
         owners_by_identifier(operation["owners"]),

@@ -15,19 +15,16 @@ from stream.agents.output import send_dead_letter
 from stream.app import app
 from stream.domain.normalize import normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
-from stream.models import ContactIntake, InputRejected, TenantConfig, decode_input
+from stream.models import ContactIntake, InputRejected, decode_input
+from stream.tables.tenant_configs import tenant_configs
 from stream.topics import intake_topic
-
-DEFAULT_CONFIG = TenantConfig()
 
 
 def routed_intake(
     intake: ContactIntake, topic: str, partition: int, offset: int, broker_ms: int
 ) -> dict[str, Any] | None:
     """The tenant-keyed hop's payload; None when no identifier is valid."""
-    # Tenant configuration arrives with the marketing issue; until then every
-    # tenant has the SPEC defaults.
-    config = DEFAULT_CONFIG
+    config = tenant_configs.get(intake.tenant_id)
     ids = normalize_identifiers(
         intake.emails,
         intake.phones,
@@ -58,6 +55,7 @@ def routed_intake(
 
 @app.agent(intake_topic, name="route-intakes")
 async def route_intakes(stream: StreamT[bytes]) -> None:
+    await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
         try:

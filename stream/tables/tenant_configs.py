@@ -1,0 +1,128 @@
+"""Every tenant's configuration, on every worker (SPEC §2.5).
+
+`tenants.config.v1` is compacted and keyed by tenant. Each worker keeps a
+full replica: its own group-less consumer reads every partition from the
+beginning, and the worker's agents wait until that first read reached the
+end offsets seen at start (`await tenant_configs.ready()`), so a restarted
+worker never applies defaults to a configured tenant. After that it follows
+the topic: a record applies to the inputs processed after it was read (SPEC
+§2.5 promises no order with the input topics).
+
+A record that does not validate leaves the tenant's previous config in
+place; its dead letter is sent once, by the `check-tenant-configs` agent
+(stream/agents/tenants.py), not by every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
+
+from stream.app import settings
+from stream.domain.identity import IdentityConfig
+from stream.domain.timefmt import MS_PER_DAY
+from stream.models import InputRejected, TenantConfig, decode_tenant_config, is_valid_tenant_id
+from stream.topics import TENANT_CONFIG
+
+log = logging.getLogger(__name__)
+DEFAULT = TenantConfig()
+
+
+def identity_config(config: TenantConfig) -> IdentityConfig:
+    """The part of a tenant's config the identity and command rules read."""
+    return IdentityConfig(
+        alt_email_limit=config.alt_email_limit,
+        alt_phone_limit=config.alt_phone_limit,
+        hold_days=config.hold_days,
+        trash_retention_days=config.trash_retention_days,
+        readd_deleted_policy=config.readd_deleted_policy,
+    )
+
+
+def dedup_ms(config: TenantConfig) -> int:
+    return config.dedup_days * MS_PER_DAY
+
+
+class TenantConfigs:
+    """The replica itself: tenant id → config, defaults for a tenant never configured."""
+
+    def __init__(self) -> None:
+        self._configs: dict[str, TenantConfig] = {}
+        self._loaded = asyncio.Event()
+
+    async def ready(self) -> None:
+        """Wait until the topic was read up to its end offsets at start."""
+        if not self._loaded.is_set():
+            await self._loaded.wait()
+
+    def get(self, tenant: str) -> TenantConfig:
+        return self._configs.get(tenant, DEFAULT)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the topic; an invalid one changes nothing."""
+        tenant = (key or b"").decode("utf-8", errors="replace")
+        if not is_valid_tenant_id(tenant):
+            return
+        try:
+            config = decode_tenant_config(value)
+        except InputRejected:
+            return
+        if value is None or value.strip() in (b"", b"null"):
+            self._configs.pop(tenant, None)  # back to defaults
+        else:
+            self._configs[tenant] = config
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+
+tenant_configs = TenantConfigs()
+
+
+class TenantConfigFollower(Service):
+    """Feeds `tenant_configs` from the compacted topic; started by the App before any agent."""
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            metadata_max_age_ms=5000,
+        )
+        await self.consumer.start()
+        partitions = await self._partitions()
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_beginning(*partitions)
+        self._ends = await self.consumer.end_offsets(partitions)
+
+    async def on_stop(self) -> None:
+        await self.consumer.stop()
+
+    async def _partitions(self) -> list[TopicPartition]:
+        # The worker creates the topic before it starts (stream.topics.ensure_topics).
+        for _ in range(100):
+            found = self.consumer.partitions_for_topic(TENANT_CONFIG)
+            if found:
+                return [TopicPartition(TENANT_CONFIG, p) for p in sorted(found)]
+            await self.consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {TENANT_CONFIG} not found")
+
+    @Service.task
+    async def _follow(self) -> None:
+        while not self.should_stop:
+            batches = await self.consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    tenant_configs.apply(record.key, record.value)
+            if not tenant_configs._loaded.is_set() and await self._caught_up():
+                log.info("tenant configs loaded: %d tenants", len(tenant_configs))
+                tenant_configs._loaded.set()
+
+    async def _caught_up(self) -> bool:
+        for tp, end in self._ends.items():
+            if await self.consumer.position(tp) < end:
+                return False
+        return True
