@@ -20,12 +20,12 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Set
+from collections.abc import AsyncIterator, Mapping, Set
 from typing import Any, ClassVar
 
 import aiokafka
 from faust.transport.drivers import aiokafka as driver
-from faust.types import TP, ConsumerT
+from faust.types import TP, ConsumerT, Message
 
 RecordMap = Mapping[TP, list[Any]]
 log = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             consumer, partitions, timeout=timeout, max_records=max_records
         )
 
+    async def seek_now(self, offsets: Mapping[TP, int]) -> None:
+        """Seek in the consumer's own thread, between two fetches."""
+        consumer = self._ensure_consumer()
+        assigned = consumer.assignment()
+        for tp, offset in offsets.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
         changelogs = self.app.tables.changelog_topics
@@ -68,8 +76,68 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
+    """Faust's consumer, except that a record it does not deliver is fetched again.
+
+    Faust's `getmany` silently skips fetched records of a partition that is no
+    longer active (paused by recovery or flow control, or revoked), and stops
+    delivering when the flow stops or the generation changes. aiokafka's
+    position has moved past them, and the offset bookkeeping counts the hole
+    as a gap to commit over: the records are lost for good (seen: the first
+    intake of a partition, fetched while a second worker joined, never
+    processed yet committed). Here every partition's position is moved back
+    to its first record not delivered, so a later fetch returns it.
+    """
+
+    _thread: ConsumerThread
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            await self._refetch({tp: recs[0].offset for tp, recs in records.items() if recs})
+            return
+        delivered: dict[TP, int] = {}  # the last offset handed over, per partition
+        held: set[TP] = set()  # partitions with a record held back: nothing after it goes
+        try:
+            for tp, record in self.scheduler.iterate(records):
+                if tp in held:
+                    continue
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    break
+                if (
+                    active_partitions is None
+                    or tp in active_partitions
+                    or tp in self._buffered_partitions
+                ):
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    delivered[tp] = record.offset
+                    yield tp, self._to_message(tp, record)
+                else:
+                    held.add(tp)
+        finally:
+            # Whatever ended the batch (a paused partition, the flow stopping, a
+            # new generation, the caller leaving early): refetch what was not handed over.
+            if not self.should_stop:
+                await self._refetch(
+                    {
+                        tp: rest[0]
+                        for tp, recs in records.items()
+                        if (rest := [r.offset for r in recs if r.offset > delivered.get(tp, -1)])
+                    }
+                )
+
+    async def _refetch(self, first_offsets: Mapping[TP, int]) -> None:
+        """Move positions back so these records are fetched again."""
+        assigned = self.assignment()
+        back = {tp: offset for tp, offset in first_offsets.items() if tp in assigned}
+        if back:
+            log.info("fetching %d records' partitions again: not delivered", len(back))
+            await self._thread.call_thread(self._thread.seek_now, back)
 
 
 class Transport(driver.Transport):
