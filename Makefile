@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit integration crash-repro stack-up stack-down stack-status schemas clean
+.PHONY: help install demo test lint typecheck unit integration crash stack-up stack-down stack-status schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ demo: $(STAMP) ## THE FIRST COMMAND: stack up, a worker, a seeded demo feed and 
 	$(BIN)/contact-stream demo $(DEMO_ARGS)
 
 test: lint typecheck stack-up ## THE SECOND COMMAND: lint, types, then unit + integration tests in one run (real Kafka + Redis)
-	$(BIN)/pytest tests -q -m "not crash_repro"
+	$(BIN)/pytest tests -q
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check stream tests bench
@@ -37,10 +37,10 @@ unit: $(STAMP) ## pure tests, seconds
 	$(BIN)/pytest tests/unit -q
 
 integration: $(STAMP) stack-up ## real Kafka + Redis + worker processes
-	$(BIN)/pytest tests/integration -q -m "not crash_repro"
+	$(BIN)/pytest tests/integration -q
 
-crash-repro: $(STAMP) stack-up ## the SIGKILL-mid-race reproduction that still fails (see the test's docstring)
-	$(BIN)/pytest tests/integration -q -m crash_repro
+crash: $(STAMP) stack-up ## only the SIGKILL-mid-race tests (also part of `make test`)
+	$(BIN)/pytest tests/integration/test_identity_crash.py -q
 
 stack-up: ## start Kafka (KRaft, Maven jars) and Redis; installs what is missing
 	scripts/stack up

@@ -25,6 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "scripts" / "stack"
@@ -34,6 +35,14 @@ STACK = ROOT / "scripts" / "stack"
 class Servers:
     kafka_bootstrap: str
     redis_url: str
+    # Set when the broker is one scripts/stack runs (fault tests stop and start it).
+    stack_env: dict[str, str] | None = None
+
+    def stack(self, command: str) -> None:
+        """Run `scripts/stack COMMAND` on this session's stack (e.g. kafka-stop)."""
+        if self.stack_env is None:
+            pytest.skip("needs a broker run by scripts/stack (or CS_STACK_DIR naming one)")
+        subprocess.run([str(STACK), command], check=True, env={**os.environ, **self.stack_env})
 
 
 def _docker_engine_answers() -> bool:
@@ -50,7 +59,8 @@ def _docker_engine_answers() -> bool:
 def servers() -> Iterator[Servers]:
     bootstrap, redis_url = os.environ.get("CS_KAFKA_BOOTSTRAP"), os.environ.get("CS_REDIS_URL")
     if bootstrap and redis_url:
-        yield Servers(bootstrap, redis_url)
+        stack_dir = os.environ.get("CS_STACK_DIR")
+        yield Servers(bootstrap, redis_url, {"CS_STACK_DIR": stack_dir} if stack_dir else None)
         return
     if _docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
@@ -70,7 +80,7 @@ def servers() -> Iterator[Servers]:
         line.removeprefix("export ").split("=", 1) for line in env.splitlines() if "=" in line
     )
     try:
-        yield Servers(values["CS_KAFKA_BOOTSTRAP"], values["CS_REDIS_URL"])
+        yield Servers(values["CS_KAFKA_BOOTSTRAP"], values["CS_REDIS_URL"], {})
     finally:
         if not was_up:
             subprocess.run([str(STACK), "down"], check=False)
@@ -346,8 +356,22 @@ async def wait_quiet(servers: Servers, group: str, topics: list[str], timeout: f
         ]
         assert tps, f"no partitions for {topics}"
         deadline = time.monotonic() + timeout
+
+        async def end_offsets() -> dict[TopicPartition, int]:
+            # Right after a broker restart (a fault test) leadership may not be
+            # settled yet: retry what the broker calls retriable.
+            while True:
+                try:
+                    return await consumer.end_offsets(tps)
+                except KafkaError as exc:
+                    transient = exc.retriable or isinstance(exc, KafkaTimeoutError)
+                    if not transient or time.monotonic() > deadline:
+                        raise
+                    await consumer._client.force_metadata_update()
+                    await asyncio.sleep(0.5)
+
         while True:
-            ends = await consumer.end_offsets(tps)
+            ends = await end_offsets()
 
             async def lagging(ends: dict[TopicPartition, int] = ends) -> dict[str, str]:
                 behind = {}
@@ -366,7 +390,7 @@ async def wait_quiet(servers: Servers, group: str, topics: list[str], timeout: f
                 await wait_for(committed_all, max(deadline - time.monotonic(), 1), what="commits")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; committed/end: {await lagging()}") from None
-            if await consumer.end_offsets(tps) == ends:
+            if await end_offsets() == ends:
                 return
     finally:
         await consumer.stop()
