@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
 from stream.settings import Settings
@@ -108,6 +109,14 @@ async def feed(
     await producer.start()
     try:
         topic = settings.topic("contacts.intake.v1")
+        # The worker creates its topics (the broker does not auto-create them):
+        # wait for it rather than fail the first send.
+        while not stop.is_set():
+            try:
+                await producer.partitions_for(topic)
+                break
+            except KafkaError:
+                await asyncio.sleep(1)
         for raw in demo_intakes(seed, tenant, run=f"{time.time_ns():x}"):
             if stop.is_set():
                 break
