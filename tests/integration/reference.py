@@ -76,3 +76,13 @@ def compare(system: list[dict], reference: list[dict]) -> None:
         f"{len(system)} changes published, {len(reference)} in the reference; "
         f"contact {first}: system {of(system)} vs reference {of(reference)}"
     )
+
+
+def assert_sequential(
+    system: list[dict], intake_records: Sequence[Any], change_records: Sequence[Any]
+) -> None:
+    """`compare` against the fold, ordering by each change id's first published copy."""
+    first_copies: dict[str, Any] = {}
+    for r in change_records:
+        first_copies.setdefault(orjson.loads(r.value)["change_id"], r)
+    compare(system, reference_changes(intake_records, list(first_copies.values())))
