@@ -14,6 +14,7 @@ from typing import Any
 
 from faust.types import StreamT
 
+from stream.agents import merge
 from stream.agents.identity import send_contact_op, send_identity_op
 from stream.agents.output import send_dead_letter
 from stream.app import app
@@ -21,7 +22,7 @@ from stream.domain.contact import derive_contact_id
 from stream.domain.locking import lock_order
 from stream.domain.normalize import Kind, normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
-from stream.models import Command, InputRejected, UpdateContact, decode_input
+from stream.models import Command, InputRejected, MergeContacts, UpdateContact, decode_input
 from stream.tables.identities import identity_key
 from stream.tables.tenant_configs import tenant_configs
 from stream.topics import commands_topic
@@ -34,6 +35,7 @@ SUPPORTED = frozenset(
         "purge_contact",
         "suspend_contact",
         "unsuspend_contact",
+        "merge_contacts",
     }
 )
 
@@ -119,6 +121,26 @@ def operations(
     return ops
 
 
+def merge_start(
+    command: MergeContacts, topic: str, partition: int, offset: int, broker_ms: int
+) -> tuple[str, dict[str, Any]]:
+    """The first hop of a merge (stream/agents/merge.py)."""
+    occurred = None if command.occurred_at is None else to_ms(command.occurred_at)
+    at, clamped = logical_time(occurred, broker_ms)
+    payload = {
+        "tenant_id": command.tenant_id,
+        "event_id": command.event_id,
+        "survivor_id": command.survivor_id,
+        "merged_ids": list(command.merged_ids),
+        "at": at,
+        "clamped": clamped,
+    }
+    op_id = derive_contact_id(
+        command.tenant_id, f"{command.event_id}|merge", topic, partition, offset
+    )
+    return merge.start(payload, op_id)
+
+
 @app.agent(commands_topic, name="route-commands")
 async def route_commands(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
@@ -135,6 +157,12 @@ async def route_commands(stream: StreamT[bytes]) -> None:
             )
             continue
         broker_ms = int(message.timestamp * 1000)
+        if isinstance(command, MergeContacts):
+            key, hop = merge_start(
+                command, message.topic, message.partition, message.offset, broker_ms
+            )
+            await merge.send_after(merge.hop(key, hop))
+            continue
         for operation in operations(
             command, message.topic, message.partition, message.offset, broker_ms
         ):

@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 from faust.types import StreamT
 
-from stream.agents.identity import send_contact_op, send_identity_op, target_contact
+from stream.agents import merge
+from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish
 from stream.agents.timers import due_index
 from stream.app import app
@@ -37,7 +38,7 @@ from stream.domain.commands import (
     fire_purge,
     next_due,
 )
-from stream.domain.contact import Cause, Change, Contact
+from stream.domain.contact import MERGED, Cause, Change, Contact
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 from stream.tables.codec import decode_contact, encode_contact
@@ -119,12 +120,16 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
         # Everything above (tables, changes, snapshot) is durable before any
         # identifier is released to the next operation.
         await app.producer.flush()
-        for key, message in after:
-            await send_identity_op(key, message)
+        for entry in after:
+            await merge.send_after(entry)
 
 
 async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
-    """Apply one operation; returns the identity messages to send once it is durable."""
+    """Apply one operation; returns the messages to send once it is durable."""
+    if operation["kind"] in merge.KINDS:
+        return await merge.apply(operation)
+    if merge.frozen_by_other(_target_key(operation), operation):
+        return []  # a merge holds the contact: sent again when it lets go
     if operation["kind"] == "tick":
         return await _apply_tick(operation)
     is_intake = operation["kind"] == "intake"
@@ -134,13 +139,10 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     replay = await _replay(operation, tenant, seen_key, source["at"])
     if replay is not None:
         return replay
-    if is_intake:
-        outcome = _decide_intake(operation)
-        if outcome is None:
-            await _reroute(operation)
-            return []
-    else:
-        outcome = _decide_command(operation)
+    outcome = _decide_intake(operation) if is_intake else _decide_command(operation)
+    if outcome is None:
+        await _reroute(operation)
+        return []
     contact_id, contact, changes, after = outcome
     _store(tenant, contact_id, contact)
     encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
@@ -155,6 +157,17 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     )
     await publish(encoded, tenant, contact_id, contact)
     return after
+
+
+def _target_key(operation: dict[str, Any]) -> str:
+    """The key of the contact an operation applies to."""
+    if operation["kind"] == "tick":
+        tick = operation["tick"]
+        return contact_key(tick["tenant_id"], tick["contact_id"])
+    if operation["kind"] == "intake":
+        return contact_key(operation["intake"]["tenant_id"], operation["target"])
+    command = operation["command"]
+    return contact_key(command["tenant_id"], command["contact_id"])
 
 
 def _store(tenant: str, contact_id: str, contact: Contact | None) -> None:
@@ -210,8 +223,20 @@ async def _replay(
 
 
 async def _reroute(operation: dict[str, Any]) -> None:
+    """To where a contact that left went: a merged one's survivor, or none for a purged one."""
+    if "command" in operation:
+        command = operation["command"]
+        merged = _load(command["tenant_id"], command["contact_id"])
+        if merged is None or merged.merged_into is None:
+            raise RuntimeError("only a command to a merged contact is sent on")
+        await send_contact_op(
+            {**operation, "command": {**command, "contact_id": merged.merged_into}}
+        )
+        return
     gone = operation["target"]
-    owners = {k: (None if o == gone else o) for k, o in operation["owners"].items()}
+    matched = _load(operation["intake"]["tenant_id"], gone)
+    heir = None if matched is None else matched.merged_into
+    owners = {k: (heir if o == gone else o) for k, o in operation["owners"].items()}
     target = target_contact(operation["intake"], owners, operation["op"])
     await send_contact_op({**operation, "owners": owners, "target": target})
 
@@ -239,11 +264,18 @@ def _decide_intake(operation: dict[str, Any]) -> Outcome | None:
     return contact.contact_id, contact, decision.changes, after
 
 
-def _decide_command(operation: dict[str, Any]) -> Outcome:
+# Commands that follow a merged id to its survivor; the others are rejected
+# `merged` on it (SPEC §3.3.5).
+FOLLOW_MERGE = frozenset({"update_contact", "suspend_contact", "unsuspend_contact"})
+
+
+def _decide_command(operation: dict[str, Any]) -> Outcome | None:
     payload = operation["command"]
     tenant, contact_id = payload["tenant_id"], payload["contact_id"]
     cause = Cause("command", payload["event_id"], payload["clamped"])
     contact = _load(tenant, contact_id)
+    if contact is not None and contact.state == MERGED and payload["type"] in FOLLOW_MERGE:
+        return None
     # SPEC §3.7: what is due at or before the command's time fires first.
     fired = None if contact is None else fire_purge(contact, payload["at"])
     if fired is not None:

@@ -106,7 +106,12 @@ async def _after_visit(message: dict[str, Any], owners: dict[str, str | None]) -
     if position < len(keys):
         await send_identity_op(keys[position], {**message, "i": position, "owners": owners})
         return
-    if "command" in message:
+    if "merge" in message:
+        # Imported here: the merge hops send identity ops through this module.
+        from stream.agents.merge import freeze_start, send_after
+
+        await send_after(freeze_start(message, keys))
+    elif "command" in message:
         # A command names its contact: it only needed the locks and owners.
         await send_contact_op({**message, "kind": "command", "owners": owners})
     else:

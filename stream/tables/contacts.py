@@ -16,3 +16,10 @@ def contact_key(tenant_id: str, contact_id: str) -> str:
 
 def applied_key(tenant_id: str, event_id: str) -> str:
     return f"{tenant_id}|{event_id}"
+
+
+# A merge in progress freezes its participants (stream/agents/merge.py): the
+# entry's lock names the merge, other operations on the contact wait in it.
+merge_locks = bytes_table(
+    "merge-locks", "tenant:contact_id -> the merge holding the contact and the operations parked"
+)

@@ -97,7 +97,7 @@ async def test_unsupported_and_malformed_commands_are_dead_lettered(
     dead = await reader(env.topic("contacts.deadletter.v1"))
     topic = env.topic("contacts.commands.v1")
     await send_json(
-        producer, topic, command("acme", "merge_contacts", survivor_id="a", merged_ids=["b"])
+        producer, topic, command("acme", "add_to_list", list_id="newsletter", contact_ids=["a"])
     )
     await send_json(producer, topic, command("acme", "teleport_contact", contact_ids=["a"]))
     await send_json(producer, topic, command("acme", "delete_contact", contact_ids=[]))
