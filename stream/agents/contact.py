@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from faust.types import StreamT
 
-from stream.agents import merge
+from stream.agents import applied, merge
 from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish
 from stream.agents.timers import due_index
@@ -41,8 +41,7 @@ from stream.domain.commands import (
 from stream.domain.contact import MERGED, Cause, Change, Contact
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
-from stream.tables.codec import decode_contact, encode_contact
-from stream.tables.contacts import applied_events, applied_key, contact_key, contacts
+from stream.tables.contacts import applied_key, contact_key
 from stream.tables.identities import identity_key
 from stream.tables.tenant_configs import dedup_ms, identity_config, tenant_configs
 from stream.topics import contact_ops_topic
@@ -130,31 +129,36 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
         return await merge.apply(operation)
     if merge.frozen_by_other(_target_key(operation), operation):
         return []  # a merge holds the contact: sent again when it lets go
-    if operation["kind"] == "tick":
-        return await _apply_tick(operation)
-    is_intake = operation["kind"] == "intake"
-    source = operation["intake"] if is_intake else operation["command"]
-    tenant, event_id = source["tenant_id"], source["event_id"]
-    seen_key = applied_key(tenant, event_id if is_intake else f"{event_id}|{source['contact_id']}")
-    replay = await _replay(operation, tenant, seen_key, source["at"])
+    kind = operation["kind"]
+    source = operation[kind]
+    tenant = source["tenant_id"]
+    if kind == "tick":
+        # A tick's op names the contact and the due time: the same tick again
+        # is a replay, and a later one for the same due time finds nothing due.
+        seen_key, at = applied_key(tenant, operation["op"]), source["due"]
+    elif kind == "intake":
+        seen_key, at = applied_key(tenant, source["event_id"]), source["at"]
+    else:
+        seen_key = applied_key(tenant, f"{source['event_id']}|{source['contact_id']}")
+        at = source["at"]
+    replay = await _replay(operation, tenant, seen_key, at)
     if replay is not None:
         return replay
-    outcome = _decide_intake(operation) if is_intake else _decide_command(operation)
+    if kind == "tick":
+        outcome: Outcome | None = _decide_tick(operation)
+    else:
+        outcome = _decide_intake(operation) if kind == "intake" else _decide_command(operation)
     if outcome is None:
         await _reroute(operation)
         return []
     contact_id, contact, changes, after = outcome
-    _store(tenant, contact_id, contact)
+    if kind == "tick" and not changes:
+        # Nothing due (restored, or a stale entry): only the index moves on.
+        if contact is not None:
+            due_index.schedule(contact_key(tenant, contact_id), next_due(contact))
+        return after
     encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
-    applied_events[seen_key] = orjson.dumps(
-        {
-            "at": source["at"],
-            "op": operation["op"],
-            "contact": contact_id,
-            "changes": encoded,
-            "after": after,
-        }
-    )
+    applied.record(seen_key, at, operation, contact, contact_id, encoded, after)
     await publish(encoded, tenant, contact_id, contact)
     return after
 
@@ -170,39 +174,25 @@ def _target_key(operation: dict[str, Any]) -> str:
     return contact_key(command["tenant_id"], command["contact_id"])
 
 
-def _store(tenant: str, contact_id: str, contact: Contact | None) -> None:
-    if contact is None:
-        return
-    key = contact_key(tenant, contact_id)
-    contacts[key] = encode_contact(contact)
-    due_index.schedule(key, next_due(contact))
-
-
-async def _apply_tick(operation: dict[str, Any]) -> list[list[Any]]:
+def _decide_tick(operation: dict[str, Any]) -> Outcome | None:
     """Fire what is due on a contact, with `at` = the due time (SPEC §3.7)."""
     tick = operation["tick"]
     tenant, contact_id = tick["tenant_id"], tick["contact_id"]
     contact = _load(tenant, contact_id)
     if contact is None:
-        return []
+        return contact_id, None, (), []
     decision = fire_purge(contact, tick["due"])
-    if not decision.changes:
-        due_index.schedule(contact_key(tenant, contact_id), next_due(contact))
-        return []
-    _store(tenant, contact_id, decision.contact)
-    encoded = [orjson.dumps(change.as_json()).decode() for change in decision.changes]
-    await publish(encoded, tenant, contact_id, decision.contact)
-    return unlock_messages(operation, tenant, contact_id, (), decision.released)
+    after = unlock_messages(operation, tenant, contact_id, (), decision.released)
+    return contact_id, decision.contact, decision.changes, after
 
 
 async def _replay(
     operation: dict[str, Any], tenant: str, seen_key: str, at: int
 ) -> list[list[Any]] | None:
     """None for a new event; else what a repeated one does (SPEC §2.1 dedup)."""
-    seen_raw = applied_events.get(seen_key)
-    if seen_raw is None:
+    seen = applied.seen(seen_key)
+    if seen is None:
         return None
-    seen = orjson.loads(seen_raw)
     if at - seen["at"] >= dedup_ms(tenant_configs.get(tenant)):
         return None
     if seen["op"] != operation["op"]:
@@ -213,12 +203,8 @@ async def _replay(
         ]
     # This very record again (a crash before its offset was committed): its
     # effects are sent again with the same ids; nothing is applied twice.
-    changes: list[str] = seen["changes"]
-    if changes:
-        tenant = orjson.loads(changes[0])["tenant_id"]
-        stored = contacts.get(contact_key(tenant, seen["contact"]))
-        contact = None if stored is None else decode_contact(stored)
-        await publish(changes, tenant, seen["contact"], contact)
+    contact = applied.restore(tenant, seen)
+    await publish(seen["changes"], tenant, seen["contact"], contact)
     return list(seen["after"])
 
 
@@ -244,9 +230,7 @@ async def _reroute(operation: dict[str, Any]) -> None:
 Outcome = tuple[str, Contact | None, tuple[Change, ...], list[list[Any]]]
 
 
-def _load(tenant: str, contact_id: str) -> Contact | None:
-    raw = contacts.get(contact_key(tenant, contact_id))
-    return None if raw is None else decode_contact(raw)
+_load = applied.load
 
 
 def _decide_intake(operation: dict[str, Any]) -> Outcome | None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from stream.agents import applied
 from stream.agents.identity import send_identity_op
 from stream.agents.output import publish
 from stream.app import app
@@ -42,7 +43,7 @@ from stream.domain.locking import lock_order, unlock, visit
 from stream.domain.merge import MERGE, merge_contacts
 from stream.domain.normalize import Identifier
 from stream.tables.codec import decode_contact, encode_contact
-from stream.tables.contacts import applied_events, applied_key, contact_key, contacts, merge_locks
+from stream.tables.contacts import applied_key, contact_key, merge_locks
 from stream.tables.identities import decode_entry, encode_entry, identity_key
 from stream.tables.tenant_configs import identity_config, tenant_configs
 from stream.topics import contact_ops_topic
@@ -129,9 +130,7 @@ def _participants(merge: dict[str, Any]) -> list[str]:
     return sorted({merge["survivor_id"], *merge["merged_ids"]})
 
 
-def _load(tenant: str, contact_id: str) -> Contact | None:
-    raw = contacts.get(contact_key(tenant, contact_id))
-    return None if raw is None else decode_contact(raw)
+_load = applied.load
 
 
 def _keys_of(contact: Contact) -> list[str]:
@@ -258,11 +257,11 @@ async def _decide(operation: dict[str, Any]) -> Messages:
     merge = operation["merge"]
     tenant, survivor_id = merge["tenant_id"], merge["survivor_id"]
     seen_key = applied_key(tenant, f"{merge['event_id']}|{survivor_id}")
-    seen_raw = applied_events.get(seen_key)
-    if seen_raw is not None:
-        seen = orjson.loads(seen_raw)
+    seen = applied.seen(seen_key)
+    if seen is not None:
         if seen["op"] == operation["op"]:
-            await _publish_all(seen["changes"], tenant, {survivor_id: _load(tenant, survivor_id)})
+            restored = applied.restore(tenant, seen)
+            await _publish_all(seen["changes"], tenant, {survivor_id: restored})
             return list(seen["after"])
         # The same event_id from another record: no effect, only let go.
         return _unfreezes(operation, operation["order"]) + _unlocks(operation, {}, ())
@@ -291,7 +290,6 @@ async def _decide(operation: dict[str, Any]) -> Messages:
         decision = merge_contacts(survivor, merged, config, merge["at"], cause)
         changes = list(decision.changes)
         stored = decision.survivor
-        contacts[contact_key(tenant, survivor_id)] = encode_contact(stored)
         if decision.rejected:
             after = _unfreezes(operation, operation["order"]) + _unlocks(operation, {}, ())
         else:
@@ -312,15 +310,7 @@ async def _decide(operation: dict[str, Any]) -> Messages:
         for c in changes
         if c.contact_id == survivor_id or c.version == 0
     ]
-    applied_events[seen_key] = orjson.dumps(
-        {
-            "at": merge["at"],
-            "op": operation["op"],
-            "contact": survivor_id,
-            "changes": encoded,
-            "after": after,
-        }
-    )
+    applied.record(seen_key, merge["at"], operation, stored, survivor_id, encoded, after)
     await _publish_all(encoded, tenant, {survivor_id: stored})
     return after
 
@@ -344,17 +334,12 @@ async def _finish(operation: dict[str, Any]) -> Messages:
     tenant = merge["tenant_id"]
     seen_key = applied_key(tenant, f"{merge['event_id']}|{contact_id}")
     tombstone = decode_contact(operation["tombstone"].encode())
-    if applied_events.get(seen_key) is None:
-        contacts[contact_key(tenant, contact_id)] = encode_contact(tombstone)
-        applied_events[seen_key] = orjson.dumps(
-            {
-                "at": merge["at"],
-                "op": operation["op"],
-                "contact": contact_id,
-                "changes": operation["changes"],
-                "after": [],
-            }
-        )
+    seen = applied.seen(seen_key)
+    if seen is None:
+        changes = operation["changes"]
+        applied.record(seen_key, merge["at"], operation, tombstone, contact_id, changes, [])
+    else:
+        applied.restore(tenant, seen)
     await publish(operation["changes"], tenant, contact_id, tombstone)
     return _unfreezes(operation, [contact_id])
 

@@ -16,7 +16,7 @@ import orjson
 from stream.app import app
 from stream.domain.commands import next_due
 from stream.tables.codec import decode_contact
-from stream.tables.contacts import contacts
+from stream.tables.contacts import contacts, is_contact_key
 from stream.tables.due_index import DueIndex
 from stream.topics import contact_ops_topic
 
@@ -31,9 +31,9 @@ due_index = DueIndex()
 @app.on_rebalance_complete.connect
 async def _rebuild_due_index(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     started = time.monotonic()
+    keys = ((key.decode() if isinstance(key, bytes) else key, raw) for key, raw in contacts.items())
     due_index.rebuild(
-        (key.decode() if isinstance(key, bytes) else key, next_due(decode_contact(raw)))
-        for key, raw in contacts.items()
+        (key, next_due(decode_contact(raw))) for key, raw in keys if is_contact_key(key)
     )
     log.info(
         "due index rebuilt: %d contacts with a due time (%.2fs)",

@@ -1,0 +1,85 @@
+"""What an operation did to a contact, recorded so a redelivered one repeats it exactly.
+
+Each operation on a contact partition stores two records: the applied record
+(its change events, the messages it sends after, and the contact's new state)
+and the contact itself. A worker killed before its offset is committed gets
+the operation again; the applied record makes it publish the same changes
+again instead of deciding anew on a state it already changed.
+
+The two records live in one table (`contacts`, key spaces `tenant:id` and
+`tenant|...`), so they share a changelog partition, and the applied record is
+written first: a restore from the changelog that has the contact's new state
+also has the record (a session-13 SIGKILL test lost versions when they were
+two tables, the contact's record out and the applied one not). A restore that
+has the record but not the state gets the state back from the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from stream.agents.timers import due_index
+from stream.domain.commands import next_due
+from stream.domain.contact import Contact
+from stream.tables.codec import decode_contact, encode_contact
+from stream.tables.contacts import applied_events, contact_key, contacts
+
+Messages = list[list[Any]]
+
+
+def load(tenant: str, contact_id: str) -> Contact | None:
+    raw = contacts.get(contact_key(tenant, contact_id))
+    return None if raw is None else decode_contact(raw)
+
+
+def store(tenant: str, contact_id: str, contact: Contact | None) -> None:
+    """The contact's new state, and its next due time in this worker's index."""
+    if contact is None:
+        return
+    key = contact_key(tenant, contact_id)
+    contacts[key] = encode_contact(contact)
+    due_index.schedule(key, next_due(contact))
+
+
+def record(
+    seen_key: str,
+    at: int,
+    operation: dict[str, Any],
+    contact: Contact | None,
+    contact_id: str,
+    changes: list[str],
+    after: Messages,
+) -> None:
+    """The applied record, then the contact: in this order (module docstring)."""
+    applied_events[seen_key] = orjson.dumps(
+        {
+            "at": at,
+            "op": operation["op"],
+            "contact": contact_id,
+            "changes": changes,
+            "after": after,
+            "state": None if contact is None else encode_contact(contact).decode(),
+        }
+    )
+    if contact is not None:
+        store(contact.tenant_id, contact_id, contact)
+
+
+def seen(seen_key: str) -> dict[str, Any] | None:
+    raw = applied_events.get(seen_key)
+    return None if raw is None else dict(orjson.loads(raw))
+
+
+def restore(tenant: str, seen_record: dict[str, Any]) -> Contact | None:
+    """This very operation again: its contact, put back from the record if the restore lost it."""
+    contact_id = seen_record["contact"]
+    contact = load(tenant, contact_id)
+    state = seen_record.get("state")
+    if state is not None:
+        recorded = decode_contact(state.encode())
+        if contact is None or contact.version < recorded.version:
+            store(tenant, contact_id, recorded)
+            contact = recorded
+    return contact
