@@ -38,6 +38,7 @@ def _topic(name: str, *, compacting: bool = False) -> TopicT:
 
 
 intake_topic = _topic(INTAKE)
+engagement_topic = _topic(ENGAGEMENT)
 commands_topic = _topic(COMMANDS)
 changes_topic = _topic(CHANGES)
 deadletter_topic = _topic(DEADLETTER)
@@ -49,6 +50,7 @@ tenant_config_topic = _topic(TENANT_CONFIG, compacting=True)
 # Every topic the worker reads or writes, with whether it is compacted.
 ALL_TOPICS: tuple[tuple[str, bool], ...] = (
     (INTAKE, False),
+    (ENGAGEMENT, False),
     (COMMANDS, False),
     (CHANGES, False),
     (DEADLETTER, False),

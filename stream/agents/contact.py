@@ -23,7 +23,7 @@ from faust.types import StreamT
 
 from stream.agents import applied, merge
 from stream.agents.identity import send_contact_op, target_contact
-from stream.agents.output import publish
+from stream.agents.output import publish, send_dead_letter_from
 from stream.agents.timers import due_index
 from stream.app import app
 from stream.domain.commands import (
@@ -35,15 +35,22 @@ from stream.domain.commands import (
     UnsuspendContact,
     UpdateContact,
     apply_command,
-    fire_purge,
+    fire_timers,
     next_due,
 )
-from stream.domain.contact import MERGED, Cause, Change, Contact
+from stream.domain.contact import MERGED, PURGED, Cause, Change, Contact
+from stream.domain.engage import EngagementInput, apply_engagement
+from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 from stream.tables.contacts import applied_key, contact_key
 from stream.tables.identities import identity_key
-from stream.tables.tenant_configs import dedup_ms, identity_config, tenant_configs
+from stream.tables.tenant_configs import (
+    dedup_ms,
+    engagement_config,
+    identity_config,
+    tenant_configs,
+)
 from stream.topics import contact_ops_topic
 
 log = logging.getLogger(__name__)
@@ -136,7 +143,7 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
         # A tick's op names the contact and the due time: the same tick again
         # is a replay, and a later one for the same due time finds nothing due.
         seen_key, at = applied_key(tenant, operation["op"]), source["due"]
-    elif kind == "intake":
+    elif kind in ("intake", "engagement"):
         seen_key, at = applied_key(tenant, source["event_id"]), source["at"]
     else:
         seen_key = applied_key(tenant, f"{source['event_id']}|{source['contact_id']}")
@@ -144,6 +151,8 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     replay = await _replay(operation, tenant, seen_key, at)
     if replay is not None:
         return replay
+    if kind == "engagement":
+        return await _apply_engagement(operation, tenant, seen_key)
     if kind == "tick":
         outcome: Outcome | None = _decide_tick(operation)
     else:
@@ -168,8 +177,9 @@ def _target_key(operation: dict[str, Any]) -> str:
     if operation["kind"] == "tick":
         tick = operation["tick"]
         return contact_key(tick["tenant_id"], tick["contact_id"])
-    if operation["kind"] == "intake":
-        return contact_key(operation["intake"]["tenant_id"], operation["target"])
+    if operation["kind"] in ("intake", "engagement"):
+        source = operation[operation["kind"]]
+        return contact_key(source["tenant_id"], operation["target"])
     command = operation["command"]
     return contact_key(command["tenant_id"], command["contact_id"])
 
@@ -181,9 +191,52 @@ def _decide_tick(operation: dict[str, Any]) -> Outcome | None:
     contact = _load(tenant, contact_id)
     if contact is None:
         return contact_id, None, (), []
-    decision = fire_purge(contact, tick["due"])
+    decision = fire_timers(contact, tick["due"], _engagement_config(tenant))
     after = unlock_messages(operation, tenant, contact_id, (), decision.released)
     return contact_id, decision.contact, decision.changes, after
+
+
+async def _apply_engagement(
+    operation: dict[str, Any], tenant: str, seen_key: str
+) -> list[list[Any]]:
+    """Score an engagement event on its contact (SPEC §3.5, §3.6), or dead-letter it."""
+    payload, target = operation["engagement"], operation["target"]
+    contact = _load(tenant, target)
+    if contact is not None and contact.state == MERGED:
+        await send_contact_op({**operation, "target": contact.merged_into})
+        return []
+    changes: tuple[Change, ...] = ()
+    released: tuple[Identifier, ...] = ()
+    if contact is not None and contact.state != PURGED:
+        # SPEC §3.7: what is due at or before the event fires first; a purge among it
+        # leaves the event without a contact.
+        fired = fire_timers(contact, payload["at"], _engagement_config(tenant))
+        contact, changes, released = fired.contact, fired.changes, fired.released
+    if contact is None or contact.state == PURGED:
+        await send_dead_letter_from(
+            operation["origin"], "unknown_contact", "no contact has this id, or it was purged"
+        )
+    else:
+        config = tenant_configs.get(tenant)
+        decision = apply_engagement(
+            contact,
+            EngagementInput(payload["type"], payload["occurred_at"], payload["machine_open"]),
+            engagement_config(config),
+            payload["at"],
+            Cause("engagement", payload["event_id"], payload["clamped"]),
+            config.emit_score_updates,
+        )
+        contact, changes = decision.contact, changes + decision.changes
+    after = unlock_messages(operation, tenant, target, (), released)
+    if contact is not None:
+        encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
+        applied.record(seen_key, payload["at"], operation, contact, target, encoded, after)
+        await publish(encoded, tenant, target, contact)
+    return after
+
+
+def _engagement_config(tenant: str) -> EngagementConfig:
+    return engagement_config(tenant_configs.get(tenant))
 
 
 async def _replay(
@@ -261,7 +314,9 @@ def _decide_command(operation: dict[str, Any]) -> Outcome | None:
     if contact is not None and contact.state == MERGED and payload["type"] in FOLLOW_MERGE:
         return None
     # SPEC §3.7: what is due at or before the command's time fires first.
-    fired = None if contact is None else fire_purge(contact, payload["at"])
+    fired = (
+        None if contact is None else fire_timers(contact, payload["at"], _engagement_config(tenant))
+    )
     if fired is not None:
         contact = fired.contact
     decision = apply_command(

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 from faust.types import StreamT
 
+from stream.agents.output import send_dead_letter_from
 from stream.app import app
 from stream.domain.contact import derive_contact_id
 from stream.domain.identity import find_match
-from stream.domain.locking import Entry, lock_order, release, unlock, visit
+from stream.domain.locking import Entry, lock_order, lookup, release, unlock, visit
 from stream.domain.normalize import Identifier, Kind, Normalized
 from stream.tables.contacts import contact_key
 from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
@@ -33,7 +34,8 @@ async def send_contact_op(operation: dict[str, Any]) -> None:
         command = operation["command"]
         key = contact_key(command["tenant_id"], command["contact_id"])
     else:
-        key = contact_key(operation["intake"]["tenant_id"], operation["target"])
+        source = operation["intake"] if "intake" in operation else operation["engagement"]
+        key = contact_key(source["tenant_id"], operation["target"])
     await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(operation))
 
 
@@ -76,6 +78,11 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
             _store(key, entry, result.entry)
             if not result.parked:
                 await _after_visit(message, {**message["owners"], key: result.owner})
+        elif message["kind"] == "lookup":
+            result = lookup(entry, message["op"], message)
+            _store(key, entry, result.entry)
+            if not result.parked:
+                await _after_lookup(message, result.owner)
         elif message["kind"] == "release":
             _store(key, entry, release(entry, message["contact"]))
         else:
@@ -99,6 +106,17 @@ def _store(key: str, before: Entry, after: Entry) -> None:
         del identities[key]
     else:
         identities[key] = encode_entry(after)
+
+
+async def _after_lookup(message: dict[str, Any], owner: str | None) -> None:
+    """An engagement found its contact, or nobody owns the identifier (SPEC §3.5.1)."""
+    if owner is None:
+        await send_dead_letter_from(
+            message["origin"], "unknown_contact", "no contact holds this email or phone"
+        )
+        return
+    operation = {k: v for k, v in message.items() if k != "key"}
+    await send_contact_op({**operation, "kind": "engagement", "target": owner})
 
 
 async def _after_visit(message: dict[str, Any], owners: dict[str, str | None]) -> None:

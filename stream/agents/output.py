@@ -18,13 +18,11 @@ from stream.topics import changes_topic, deadletter_topic, snapshots_topic
 log = logging.getLogger(__name__)
 
 
-async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None:
-    """One dead letter per rejected input, carrying where it came from (SPEC §2.7)."""
+def origin_of(event: EventT[Any]) -> dict[str, Any]:
+    """Where an input came from, as its dead letter shows it (SPEC §2.7)."""
     message = event.message
     key = message.key
-    letter = {
-        "reason": reason,
-        "detail": detail,
+    return {
         "topic": message.topic,
         "partition": message.partition,
         "offset": message.offset,
@@ -33,9 +31,24 @@ async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None
         # The broker timestamp, not the wall clock: a replay writes the same letter.
         "at": format_ms(int(message.timestamp * 1000)),
     }
+
+
+async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None:
+    """One dead letter per rejected input, carrying where it came from (SPEC §2.7)."""
+    await send_dead_letter_from(origin_of(event), reason, detail)
+
+
+async def send_dead_letter_from(origin: dict[str, Any], reason: str, detail: str) -> None:
+    """A dead letter decided after the first hop, from the input's recorded origin."""
+    letter = {"reason": reason, "detail": detail, **origin}
     log.info(
-        "dead letter %s from %s[%d]@%d", reason, message.topic, message.partition, message.offset
+        "dead letter %s from %s[%d]@%d",
+        reason,
+        origin["topic"],
+        origin["partition"],
+        origin["offset"],
     )
+    key = None if origin["key"] is None else origin["key"].encode()
     await deadletter_topic.send(key=key, value=orjson.dumps(letter))
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from stream.domain import engage
 from stream.domain.contact import (
     MERGED,
     PURGED,
@@ -32,6 +33,7 @@ from stream.domain.contact import (
     tombstone,
     unversioned_change,
 )
+from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import (
     IdentityConfig,
     add_identifiers,
@@ -226,13 +228,36 @@ def purge_due_after_deletion(contact: Contact, config: IdentityConfig, at: int) 
 
 def due_purge(contact: Contact, now: int) -> bool:
     """Whether the purge timer of a trashed contact is due at `now` (SPEC §3.3.1, §3.7)."""
-    due = next_due(contact)
+    due = purge_due(contact)
     return due is not None and due <= now
 
 
-def next_due(contact: Contact) -> int | None:
-    """When this module's next timed transition (the purge) is due, if any."""
+def purge_due(contact: Contact) -> int | None:
+    """When the purge of a trashed contact is due, if it is trashed."""
     return contact.purge_after if contact.state == TRASHED else None
+
+
+def next_due(contact: Contact, config: EngagementConfig | None = None) -> int | None:
+    """When the contact's next timed transition (purge, tier boundary, status timer) is due.
+
+    Without marketing no status timer runs, and tier boundaries do not depend
+    on the config: the defaults serve until marketing is wired in.
+    """
+    dues = [purge_due(contact), engage.next_due(contact, config or EngagementConfig())]
+    present = [due for due in dues if due is not None]
+    return min(present) if present else None
+
+
+def fire_timers(contact: Contact, now: int, config: EngagementConfig) -> CommandDecision:
+    """Everything due at or before `now`, in due order, each at its due time (SPEC §3.7).
+
+    A purge ends the contact's timers: engagement transitions fire only up to it.
+    """
+    purge = purge_due(contact)
+    until = now if purge is None else min(now, purge)
+    fired = engage.fire_due(contact, until, config)
+    purged = fire_purge(fired.contact, now)
+    return CommandDecision(purged.contact, fired.changes + purged.changes, (), purged.released)
 
 
 def fire_purge(contact: Contact, now: int) -> CommandDecision:
@@ -242,7 +267,7 @@ def fire_purge(contact: Contact, now: int) -> CommandDecision:
     §3.7); its cause is a timer's (no `event_id`). A contact not due (restored,
     or its purge moved) is left unchanged, so a stale timer entry is harmless.
     """
-    due = next_due(contact)
+    due = purge_due(contact)
     if due is None or due > now:
         return CommandDecision(contact, ())
     return _purge(ChangeLog(contact, TIMER, due))

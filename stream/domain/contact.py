@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from stream.domain.engagement import Engagement
 from stream.domain.normalize import Identifier, Kind
 from stream.domain.timefmt import format_ms, format_optional_ms
 
@@ -100,6 +101,7 @@ class Contact:
     merged_into: str | None = None
     # When a trashed contact is due for purge (SPEC §3.3.1); None unless trashed.
     purge_after: int | None = None
+    engagement: Engagement = field(default_factory=Engagement)
 
     @property
     def field_map(self) -> dict[str, TimedValue]:
@@ -222,6 +224,7 @@ def owner_value(contact: Contact) -> Scalar:
 
 def snapshot(contact: Contact) -> dict[str, Any]:
     """The contact as SPEC §2.6.1 shows it (Redis value, HTTP view, `contact.created`)."""
+    e = contact.engagement
     return {
         "contact_id": contact.contact_id,
         "tenant_id": contact.tenant_id,
@@ -240,18 +243,17 @@ def snapshot(contact: Contact) -> dict[str, Any]:
         "suspended": contact.suspended,
         "deleted_at": format_optional_ms(contact.deleted_at),
         "merged_into": contact.merged_into,
-        # Marketing and engagement state arrive with their issues; until then every
-        # contact is the SPEC's new sales contact: not marketing, no activity.
+        # Marketing arrives with its issue; until then every contact is a sales contact.
         "marketing": {"active": False, "activated_at": None, "slot_held_until": None},
         "engagement": {
-            "score": 0.0,
-            "score_at": None,
-            "last_engagement_at": None,
-            "last_activity_at": None,
-            "campaign_status": None,
-            "sends_since_engagement": 0,
-            "reactivation_cycle": 0,
-            "tier": "inactive",
+            "score": e.score,
+            "score_at": format_optional_ms(e.score_at),
+            "last_engagement_at": format_optional_ms(e.last_engagement_at),
+            "last_activity_at": format_optional_ms(e.last_activity_at),
+            "campaign_status": e.campaign_status,
+            "sends_since_engagement": e.sends_since_engagement,
+            "reactivation_cycle": e.reactivation_cycle,
+            "tier": e.tier,
         },
-        "activity": {},
+        "activity": {kind: format_ms(at) for kind, at in e.activity},
     }

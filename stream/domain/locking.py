@@ -69,6 +69,18 @@ def visit(entry: Entry, op_id: str, message: Message) -> Visit:
     return Visit(replace(entry, lock=op_id), parked=False, owner=entry.owner)
 
 
+def lookup(entry: Entry, op_id: str, message: Message) -> Visit:
+    """A reader of the owner (an engagement): parks behind a lock, never takes one.
+
+    Parked, it is sent again on unlock and reads the owner the holder left.
+    """
+    if entry.lock is not None and entry.lock != op_id:
+        if any(parked.get("op") == op_id for parked in entry.parked):
+            return Visit(entry, parked=True)
+        return Visit(replace(entry, parked=(*entry.parked, message)), parked=True)
+    return Visit(entry, parked=False, owner=entry.owner)
+
+
 def unlock(entry: Entry, op_id: str, set_owner: bool, owner: str | None) -> Unlock:
     """The holder is done: set the new owner if asked, free the lock, release the waiters."""
     if entry.lock != op_id:

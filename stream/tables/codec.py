@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from stream.domain.contact import Contact, TimedValue
+from stream.domain.engagement import Engagement
 
 
 def _timed(tv: TimedValue | None) -> list[Any] | None:
@@ -40,6 +41,39 @@ def encode_contact(contact: Contact) -> bytes:
             "deleted_at": contact.deleted_at,
             "merged_into": contact.merged_into,
             "purge_after": contact.purge_after,
+            "engagement": _encode_engagement(contact.engagement),
+        }
+    )
+
+
+def _encode_engagement(e: Engagement) -> dict[str, Any] | None:
+    if e == Engagement():
+        return None  # most contacts: nothing to store
+    return {
+        "score": e.score,
+        "score_at": e.score_at,
+        "last_engagement_at": e.last_engagement_at,
+        "last_activity_at": e.last_activity_at,
+        "activity": e.activity,
+        "campaign_status": e.campaign_status,
+        "status_reason": e.status_reason,
+        "status_since": e.status_since,
+        "sends": e.sends,
+        "reactivation_cycle": e.reactivation_cycle,
+        "suppressed_for_good": e.suppressed_for_good,
+        "activated_at_latest": e.activated_at_latest,
+        "tier": e.tier,
+    }
+
+
+def _decode_engagement(d: dict[str, Any] | None) -> Engagement:
+    if d is None:
+        return Engagement()
+    return Engagement(
+        **{
+            **d,
+            "activity": tuple((kind, at) for kind, at in d["activity"]),
+            "sends": tuple(d["sends"]),
         }
     )
 
@@ -65,4 +99,5 @@ def decode_contact(raw: bytes) -> Contact:
         merged_into=d["merged_into"],
         # Values written before `purge_after` existed have no such key.
         purge_after=d.get("purge_after"),
+        engagement=_decode_engagement(d.get("engagement")),
     )

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from stream.app import settings
+from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import InputRejected, TenantConfig, decode_tenant_config, is_valid_tenant_id
@@ -39,6 +40,21 @@ def identity_config(config: TenantConfig) -> IdentityConfig:
         hold_days=config.hold_days,
         trash_retention_days=config.trash_retention_days,
         readd_deleted_policy=config.readd_deleted_policy,
+    )
+
+
+def engagement_config(config: TenantConfig) -> EngagementConfig:
+    """The part of a tenant's config the engagement and tier rules read."""
+    return EngagementConfig(
+        points={str(kind): points for kind, points in config.points.items()},
+        engaged_threshold=config.engaged_threshold,
+        score_half_life_days=config.score_half_life_days,
+        inactive_after_sends=config.inactive_after_sends,
+        inactive_after_days=config.inactive_after_days,
+        cooling_days=config.cooling_days,
+        reactivation_interval_days=config.reactivation_interval_days,
+        reactivation_attempts=config.reactivation_attempts,
+        marketing_module=config.marketing_module,
     )
 
 

@@ -1,0 +1,96 @@
+"""Engagement events end to end (SPEC §2.3, §3.5, §3.6): addressing, scores, tiers, dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Env, send_json
+from tests.integration.test_commands import command
+from tests.integration.test_identity_races import send_all, two_workers
+from tests.integration.test_intake_path import intake, of_type
+
+pytestmark = pytest.mark.integration
+
+
+def engagement(tenant: str, event_type: str, **address: Any) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4().hex,
+        "tenant_id": tenant,
+        "type": event_type,
+        "occurred_at": "2026-11-22T10:05:00Z",
+        **address,
+    }
+
+
+async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_tier(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    dead = await reader(env.topic("contacts.deadletter.v1"))
+    topic = env.topic("contacts.engagement.v1")
+    await send_json(
+        producer,
+        env.topic("contacts.intake.v1"),
+        intake("acme", ["ana@example.com"], ["600111222"]),
+    )
+    ana = (await changes.wait_until(lambda v: len(v) >= 1))[0]["contact_id"]
+
+    await send_json(producer, topic, engagement("acme", "open", email="ANA@example.com"))
+    values = await changes.wait_until(lambda v: len(v) >= 3)
+    assert [(c["type"], c["version"]) for c in values[1:3]] == [
+        ("engagement.scored", 2),
+        ("activity_tier.changed", 3),
+    ]
+    assert values[1]["data"]["points"] == 5 and values[1]["cause"]["kind"] == "engagement"
+    assert values[2]["data"] == {"from": "inactive", "to": "new"}
+
+    await send_json(producer, topic, engagement("acme", "click", phone="600 111 222"))
+    await send_json(producer, topic, engagement("acme", "high_intent_visit", contact_id=ana))
+    values = await changes.wait_until(lambda v: len(of_type(v, "engagement.scored")) >= 3)
+    scores = sorted(c["data"]["score"] for c in of_type(values, "engagement.scored"))
+    assert scores[-1] == pytest.approx(30.0)  # 5 + 10 + 15, all at one time: no decay
+
+    # Nobody owns it, an unknown id, and a blocked address: dead letters, nothing lost.
+    await send_json(producer, topic, engagement("acme", "open", email="nobody@example.com"))
+    await send_json(producer, topic, engagement("acme", "open", contact_id=str(uuid.uuid4())))
+    await send_json(producer, topic, engagement("acme", "open", email="noreply@example.com"))
+    letters = await dead.wait_until(lambda v: len(v) >= 3)
+    assert sorted(d["reason"] for d in letters) == [
+        "no_valid_identifier",
+        "unknown_contact",
+        "unknown_contact",
+    ]
+    for letter in letters:
+        # The original record, to replay once the contact exists.
+        assert letter["topic"] == topic and '"type":"open"' in letter["raw"].replace(" ", "")
+
+
+async def test_engagement_to_a_merged_id_or_identifier_reaches_the_survivor(
+    env: Env, producer, reader
+) -> None:
+    await two_workers(env)
+    changes = await reader(env.topic("contacts.changes.v1"))
+    await send_all(
+        producer, env, [intake("acme", ["s@example.com"]), intake("acme", ["m@example.com"])]
+    )
+    created = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
+    ids = {c["data"]["contact"]["emails"][0]: c["contact_id"] for c in created}
+    survivor, merged = ids["s@example.com"], ids["m@example.com"]
+    await send_json(
+        producer,
+        env.topic("contacts.commands.v1"),
+        command("acme", "merge_contacts", survivor_id=survivor, merged_ids=[merged]),
+    )
+    await changes.wait_until(lambda v: len(of_type(v, "contact.merged")) >= 2)
+    topic = env.topic("contacts.engagement.v1")
+    await send_json(producer, topic, engagement("acme", "open", contact_id=merged))
+    await send_json(producer, topic, engagement("acme", "click", email="m@example.com"))
+    values = await changes.wait_until(lambda v: len(of_type(v, "engagement.scored")) >= 2)
+    assert {c["contact_id"] for c in of_type(values, "engagement.scored")} == {survivor}
+    assert [c for c in values if c["contact_id"] == merged][-1]["type"] == "contact.merged"
