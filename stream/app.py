@@ -10,6 +10,7 @@ from typing import Any
 import faust
 from faust.types import AgentT
 
+from stream import logmask
 from stream.settings import get_settings
 
 settings = get_settings()
@@ -41,6 +42,7 @@ class App(faust.App):
         from stream.tables.tenant_configs import TenantConfigFollower
         from stream.topics import ensure_topics
 
+        logmask.install()  # the worker's handlers exist by now, whatever their order
         await ensure_topics()
         # Every worker follows every tenant's config; agents wait until it is read.
         await self.add_runtime_dependency(TenantConfigFollower())
@@ -84,6 +86,7 @@ _quiet_library_loggers()
 def _on_worker_init(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     # Again once the worker has set up logging: it raises the root logger.
     _quiet_library_loggers()
+    logmask.install()
 
 
 @app.on_rebalance_complete.connect

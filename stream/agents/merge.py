@@ -45,7 +45,7 @@ from stream.domain.normalize import Identifier
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_key, contact_key, merge_locks
 from stream.tables.identities import decode_entry, encode_entry, identity_key
-from stream.tables.tenant_configs import identity_config, tenant_configs
+from stream.tables.tenant_configs import engagement_config, identity_config, tenant_configs
 from stream.topics import contact_ops_topic
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,15 @@ async def _decide(operation: dict[str, Any]) -> Messages:
         stored = survivor
     else:
         merged = [m for cid in merge["merged_ids"] if (m := loaded[cid]) is not None]
-        config = identity_config(tenant_configs.get(tenant))
-        decision = merge_contacts(survivor, merged, config, merge["at"], cause)
+        tenant_config = tenant_configs.get(tenant)
+        decision = merge_contacts(
+            survivor,
+            merged,
+            identity_config(tenant_config),
+            merge["at"],
+            cause,
+            engagement_config(tenant_config),
+        )
         changes = list(decision.changes)
         stored = decision.survivor
         if decision.rejected:

@@ -33,7 +33,7 @@ from stream.domain.contact import (
     tombstone,
     unversioned_change,
 )
-from stream.domain.engagement import EngagementConfig
+from stream.domain.engagement import EngagementConfig, refresh_tier
 from stream.domain.identity import (
     IdentityConfig,
     add_identifiers,
@@ -41,6 +41,7 @@ from stream.domain.identity import (
     restored,
 )
 from stream.domain.normalize import Identifier, Kind, RejectedIdentifier
+from stream.domain.tiers import TierChange
 from stream.domain.timefmt import MS_PER_DAY, format_ms, format_optional_ms
 
 TIMER = Cause("timer", None)
@@ -331,8 +332,18 @@ def _purge(log: ChangeLog) -> CommandDecision:
 def _set_suspended(log: ChangeLog, command: Command, suspended: bool) -> CommandDecision:
     if log.contact.suspended == suspended:
         return _rejected(log, command, "not_allowed")
-    log.contact = replace(log.contact, suspended=suspended)
-    log.emit("contact.suspended" if suspended else "contact.unsuspended", {})
+    contact = replace(log.contact, suspended=suspended)
+    # `discarded` while suspended (SPEC §3.3.6, §3.6); the tier change comes
+    # before `contact.suspended` (SPEC §2.6 order) and after `contact.unsuspended`.
+    state, tiers = refresh_tier(contact.engagement, log.at, suspended)
+    log.contact = replace(contact, engagement=state)
+    if not suspended:
+        log.emit("contact.unsuspended", {})
+    for tier in tiers:
+        if isinstance(tier, TierChange):
+            log.emit("activity_tier.changed", {"from": tier.from_, "to": tier.to})
+    if suspended:
+        log.emit("contact.suspended", {})
     return CommandDecision(log.contact, tuple(log.changes))
 
 

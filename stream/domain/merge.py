@@ -13,7 +13,7 @@ the survivor keeps its own lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,8 +31,10 @@ from stream.domain.contact import (
     same_value,
     tombstone,
 )
+from stream.domain.engagement import EngagementConfig, refresh_tier
 from stream.domain.identity import IdentityConfig, add_identifiers
 from stream.domain.normalize import Identifier
+from stream.domain.tiers import TierChange
 
 MERGE = "merge_contacts"
 
@@ -67,6 +69,7 @@ def merge_contacts(
     config: IdentityConfig,
     at: int,
     cause: Cause,
+    engagement: EngagementConfig | None = None,
 ) -> MergeDecision:
     """Merge `merged` (in `merged_ids` order) into `survivor` (SPEC §3.3.5).
 
@@ -124,11 +127,48 @@ def merge_contacts(
     changed = _merge_profile(log, merged)
     if changed:
         log.emit("contact.updated", {"changed": changed})
-    if not log.contact.suspended and any(m.suspended for m in merged):
+    suspends = not log.contact.suspended and any(m.suspended for m in merged)
+    _merge_engagement(log, merged, engagement, suspended=log.contact.suspended or suspends)
+    if suspends:
         log.contact = replace(log.contact, suspended=True)
         log.emit("contact.suspended", {})
     changes.extend(log.changes)
     return MergeDecision(log.contact, tuple(gone), tuple(changes), tuple(claimed), released)
+
+
+def _merge_engagement(
+    log: ChangeLog, merged: Sequence[Contact], config: EngagementConfig | None, suspended: bool
+) -> None:
+    """Latest `activity` and `last_*_at`, the scores summed at the merge's `at`, the tier after.
+
+    Counters (`sends_since_engagement`, `reactivation_cycle`) stay the survivor's.
+    """
+    config = config or EngagementConfig()
+    own = log.contact.engagement
+    states = [own, *(m.engagement for m in merged)]
+    scored = [e for e in states if e.score_at is not None]
+    activity: dict[str, int] = {}
+    for e in states:
+        for kind, seen in e.activity:
+            activity[kind] = max(seen, activity.get(kind, seen))
+    state = replace(
+        own,
+        score=sum(e.score_value(log.at, config) for e in scored) if scored else own.score,
+        score_at=log.at if scored else own.score_at,
+        last_engagement_at=_latest(e.last_engagement_at for e in states),
+        last_activity_at=_latest(e.last_activity_at for e in states),
+        activity=tuple(sorted(activity.items())),
+    )
+    state, transitions = refresh_tier(state, log.at, suspended)
+    log.contact = replace(log.contact, engagement=state)
+    for tier in transitions:
+        if isinstance(tier, TierChange):
+            log.emit("activity_tier.changed", {"from": tier.from_, "to": tier.to})
+
+
+def _latest(times: Iterable[int | None]) -> int | None:
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
 
 
 def _merged_data(survivor: Contact, merged: Contact) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class Worker:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    level: str = "info"
 
     def start(self) -> None:
         self.starts += 1
@@ -123,7 +124,7 @@ class Worker:
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "-l", "info"],
+            [sys.executable, "-m", "stream.cli", "worker", "-l", self.level],
             cwd=ROOT,
             env=self.env,
             stdout=log,

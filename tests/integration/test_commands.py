@@ -64,18 +64,19 @@ async def test_commands_edit_trash_restore_suspend_and_purge_a_contact(
     values = await changes.wait_until(lambda v: len(v) >= 7)
     assert [c["type"] for c in values[5:7]] == ["contact.restored", "contact.updated"]
 
-    values = await then(command("acme", "suspend_contact", contact_ids=[ana, ana]), 8)
-    assert values[7]["type"] == "contact.suspended"
+    values = await then(command("acme", "suspend_contact", contact_ids=[ana, ana]), 9)
+    # No activity: tier `inactive`, `discarded` while suspended (SPEC §3.6).
+    assert [c["type"] for c in values[7:9]] == ["activity_tier.changed", "contact.suspended"]
 
     ghost = str(uuid.uuid4())
-    values = await then(command("acme", "restore_contact", contact_ids=[ghost]), 9)
-    assert values[8]["type"] == "command.rejected"
-    assert values[8]["contact_id"] == ghost and values[8]["version"] == 0
-    assert values[8]["data"]["reason"] == "unknown_contact"
+    values = await then(command("acme", "restore_contact", contact_ids=[ghost]), 10)
+    assert values[9]["type"] == "command.rejected"
+    assert values[9]["contact_id"] == ghost and values[9]["version"] == 0
+    assert values[9]["data"]["reason"] == "unknown_contact"
 
-    await then(command("acme", "delete_contact", contact_ids=[ana]), 10)
-    values = await then(command("acme", "purge_contact", contact_ids=[ana]), 11)
-    assert values[10]["type"] == "contact.purged"
+    await then(command("acme", "delete_contact", contact_ids=[ana]), 11)
+    values = await then(command("acme", "purge_contact", contact_ids=[ana]), 12)
+    assert values[11]["type"] == "contact.purged"
     versions = [c["version"] for c in values if c["contact_id"] == ana]
     assert versions == list(range(1, len(versions) + 1))
 

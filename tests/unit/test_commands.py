@@ -145,8 +145,10 @@ def test_command_transition_table_of_spec_3_3(state: str, command: str) -> None:
     before = world.contacts.get(cid)
     d = world.command(COMMANDS[command](cid), T0 + 10, "cmd")
     expected = TABLE[(state, command)]
-    assert len(d.changes) == 1
-    change = d.changes[0]
+    # Suspension also moves the tier to or from `discarded` (SPEC §3.6): its own test.
+    changes = [c for c in d.changes if c.type != "activity_tier.changed"]
+    assert len(changes) == 1
+    change = changes[0]
     if expected.startswith("rejected:"):
         assert change.type == "command.rejected"
         assert change.data == {
@@ -163,8 +165,9 @@ def test_command_transition_table_of_spec_3_3(state: str, command: str) -> None:
         assert d.contact == before
     else:
         assert before is not None
-        assert change.version == before.version + 1
-        assert d.contact is not None and d.contact.version == change.version
+        versions = [c.version for c in d.changes]
+        assert versions == list(range(before.version + 1, before.version + 1 + len(versions)))
+        assert d.contact is not None and d.contact.version == versions[-1]
     world.check_identity_invariants()
     world.check_versions()
 
@@ -620,11 +623,15 @@ def test_tombstones_have_no_due_purge() -> None:
 def test_suspend_and_unsuspend_toggle_the_flag_with_their_events() -> None:
     world, cid = ana_world()
     d = world.command(SuspendContact("acme", cid), T0 + 1, "s")
-    assert types(d) == ["contact.suspended"] and d.changes[0].data == {}
+    # No activity yet: `inactive`, and `discarded` while suspended (SPEC §3.6).
+    assert types(d) == ["activity_tier.changed", "contact.suspended"]
+    assert d.changes[0].data == {"from": "inactive", "to": "discarded"} and d.changes[1].data == {}
     assert d.contact is not None and d.contact.suspended
     assert snapshot(d.contact)["suspended"] is True
+    assert snapshot(d.contact)["engagement"]["tier"] == "discarded"
     d = world.command(UnsuspendContact("acme", cid), T0 + 2, "u")
-    assert types(d) == ["contact.unsuspended"]
+    assert types(d) == ["contact.unsuspended", "activity_tier.changed"]
+    assert d.changes[1].data == {"from": "discarded", "to": "inactive"}
     assert d.contact is not None and not d.contact.suspended
 
 

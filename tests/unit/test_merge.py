@@ -194,7 +194,11 @@ def test_the_survivor_is_suspended_if_any_merged_contact_was_as_its_last_event()
     world, ana, bob, cid = people()
     world.command(SuspendContact("acme", cid), T0 + 1, "s")
     d = merge(world, ana, [bob, cid])
-    assert [c.type for c in d.changes_of(ana)][-2:] == ["contact.updated", "contact.suspended"]
+    assert [c.type for c in d.changes_of(ana)][-3:] == [
+        "contact.updated",
+        "activity_tier.changed",  # to `discarded` (SPEC §3.6), before the suspension (§2.6)
+        "contact.suspended",
+    ]
     assert d.survivor.suspended
 
 
