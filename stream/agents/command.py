@@ -15,14 +15,22 @@ from typing import Any
 from faust.types import StreamT
 
 from stream.agents import merge
-from stream.agents.identity import send_contact_op, send_identity_op
+from stream.agents.identity import send_contact_op, send_identity_op, start_visit
+from stream.agents.intake import routed_intake
 from stream.agents.output import send_dead_letter
 from stream.app import app
 from stream.domain.contact import derive_contact_id
 from stream.domain.locking import lock_order
 from stream.domain.normalize import Kind, normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
-from stream.models import Command, InputRejected, MergeContacts, UpdateContact, decode_input
+from stream.models import (
+    Command,
+    CreateContact,
+    InputRejected,
+    MergeContacts,
+    UpdateContact,
+    decode_input,
+)
 from stream.tables.identities import identity_key
 from stream.tables.tenant_configs import tenant_configs
 from stream.topics import commands_topic
@@ -36,6 +44,7 @@ SUPPORTED = frozenset(
         "suspend_contact",
         "unsuspend_contact",
         "merge_contacts",
+        "create_contact",
     }
 )
 
@@ -157,6 +166,15 @@ async def route_commands(stream: StreamT[bytes]) -> None:
             )
             continue
         broker_ms = int(message.timestamp * 1000)
+        if isinstance(command, CreateContact):
+            payload = routed_intake(
+                command, message.topic, message.partition, message.offset, broker_ms
+            )
+            if payload is None:
+                await send_dead_letter(event, "no_valid_identifier", "no valid email or phone")
+            else:
+                await start_visit(payload)
+            continue
         if isinstance(command, MergeContacts):
             key, hop = merge_start(
                 command, message.topic, message.partition, message.offset, broker_ms

@@ -74,6 +74,7 @@ def intake_from_payload(p: dict[str, Any]) -> Intake:
         owner=p["owner"],
         on_match=p["on_match"],
         marketing=p["marketing"],
+        cause_kind=p.get("cause_kind", "intake"),
     )
 
 

@@ -15,15 +15,23 @@ from stream.agents.output import send_dead_letter
 from stream.app import app
 from stream.domain.normalize import normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
-from stream.models import ContactIntake, InputRejected, decode_input
+from stream.models import ContactIntake, CreateContact, InputRejected, decode_input
 from stream.tables.tenant_configs import tenant_configs
 from stream.topics import intake_topic
 
 
 def routed_intake(
-    intake: ContactIntake, topic: str, partition: int, offset: int, broker_ms: int
+    intake: ContactIntake | CreateContact,
+    topic: str,
+    partition: int,
+    offset: int,
+    broker_ms: int,
 ) -> dict[str, Any] | None:
-    """The tenant-keyed hop's payload; None when no identifier is valid."""
+    """The tenant-keyed hop's payload; None when no identifier is valid.
+
+    `create_contact` takes this path as an intake from source `manual` whose
+    changes name a command as their cause (SPEC §2.4, §3.2.6).
+    """
     config = tenant_configs.get(intake.tenant_id)
     ids = normalize_identifiers(
         intake.emails,
@@ -38,7 +46,8 @@ def routed_intake(
     return {
         "tenant_id": intake.tenant_id,
         "event_id": intake.event_id,
-        "source": intake.source,
+        "source": intake.source if isinstance(intake, ContactIntake) else "manual",
+        "cause_kind": "intake" if isinstance(intake, ContactIntake) else "command",
         "emails": ids.emails,
         "phones": ids.phones,
         "rejected": [r.as_row() for r in ids.rejected],

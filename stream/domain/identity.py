@@ -72,6 +72,8 @@ class Intake:
     owner: str | None = None
     on_match: str = "update"
     marketing: bool | None = None
+    # `command` for `create_contact`: a manual creation through the intake path.
+    cause_kind: str = "intake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ def apply_intake(
     resolve to their survivor), so naming one here is an error.
     """
     match = find_match(intake.identifiers, owners)
-    cause = Cause("intake", intake.event_id, intake.clamped)
+    cause = Cause(intake.cause_kind, intake.event_id, intake.clamped)
     if match is None:
         return _create(intake, owners, config, cause)
     if matched is None or matched.contact_id != match.contact_id:

@@ -205,3 +205,31 @@ async def test_an_overdue_purge_fires_at_its_due_time_before_a_later_command(
     assert values[2]["at"] == rfc3339(now - 5 * day)
     rejected = of_type(values, "command.rejected")[0]
     assert rejected["data"]["reason"] == "unknown_contact" and rejected["version"] == 0
+
+
+async def test_create_contact_is_a_manual_creation_rejected_when_an_identifier_exists(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    commands = env.topic("contacts.commands.v1")
+    await send_json(
+        producer,
+        commands,
+        command("acme", "create_contact", emails=["eva@example.com"], fields={"city": "Lugo"}),
+    )
+    created = (await changes.wait_until(lambda v: len(v) >= 1))[0]
+    assert created["type"] == "contact.created"
+    assert created["cause"]["kind"] == "command"
+    assert created["data"]["contact"]["source"] == "manual"
+    # The same email again, by hand: a duplicate, with the existing contact's id (SPEC §3.2.6).
+    await send_json(
+        producer, commands, command("acme", "create_contact", emails=["Eva@Example.com"])
+    )
+    values = await changes.wait_until(lambda v: len(v) >= 2)
+    rejected = values[1]
+    assert rejected["type"] == "intake.rejected" and rejected["contact_id"] == created["contact_id"]
+    assert rejected["data"]["reason"] == "duplicate"
+    assert rejected["data"]["existing_contact_id"] == created["contact_id"]
