@@ -11,6 +11,7 @@ import faust
 from faust.types import AgentT
 
 from stream import logmask
+from stream.security import broker_credentials
 from stream.settings import get_settings
 
 settings = get_settings()
@@ -76,6 +77,7 @@ app = App(
     consumer_auto_offset_reset="earliest",
     stream_buffer_maxsize=settings.stream_buffer_maxsize,
     broker_session_timeout=settings.session_timeout,
+    broker_credentials=broker_credentials(settings),
 )
 
 

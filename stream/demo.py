@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
+from stream.security import client_options
 from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,9 @@ class Tally:
 async def feed(
     settings: Settings, tally: Tally, seed: int, tenant: str, rate: float, stop: asyncio.Event
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, **client_options(settings)
+    )
     await producer.start()
     try:
         topic = settings.topic("contacts.intake.v1")
@@ -136,6 +139,7 @@ async def watch_topics(settings: Settings, tally: Tally, stop: asyncio.Event) ->
         group_id=f"contact-stream-demo-view-{os.getpid()}",
         auto_offset_reset="latest",
         metadata_max_age_ms=2000,
+        **client_options(settings),
     )
     await consumer.start()
     try:

@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:16379/0"), description="may carry a password"
     )
+    # Kafka security (SPEC §6): TLS, SASL (PLAIN, SCRAM) or both; every client
+    # of the worker uses them (stream/security.py).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers")
+    kafka_ssl_certfile: str | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: str | None = None
+    kafka_ssl_password: SecretStr | None = Field(None, description="of the client key")
     redis_prefix: str = "cs"
     store: str = Field("rocksdb://", description="table store: rocksdb:// or memory://")
     datadir: str = Field("./.stack/worker-data", description="tables' local state")

@@ -9,6 +9,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import TopicT
 
 from stream.app import app, settings
+from stream.security import client_options
 
 INTAKE = settings.topic("contacts.intake.v1")
 ENGAGEMENT = settings.topic("contacts.engagement.v1")
@@ -73,7 +74,9 @@ async def ensure_topics() -> None:
     with PartitionsMismatch (seen in the crash test).
     """
     changelogs = [(table.changelog_topic_name, True) for table in app.tables.values()]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **client_options(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

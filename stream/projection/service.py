@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.app import app, settings
 from stream.projection.read_model import ReadModel, latest_per_contact
+from stream.security import client_options
 from stream.topics import SNAPSHOTS
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Projection(Service):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             metadata_max_age_ms=5000,
+            **client_options(settings),
         )
         await self.consumer.start()
 

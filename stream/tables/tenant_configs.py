@@ -26,6 +26,7 @@ from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import InputRejected, TenantConfig, decode_tenant_config, is_valid_tenant_id
+from stream.security import client_options
 from stream.topics import TENANT_CONFIG
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class TenantConfigFollower(Service):
             bootstrap_servers=settings.kafka_bootstrap,
             enable_auto_commit=False,
             metadata_max_age_ms=5000,
+            **client_options(settings),
         )
         await self.consumer.start()
         partitions = await self._partitions()

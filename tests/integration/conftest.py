@@ -37,6 +37,8 @@ class Servers:
     redis_url: str
     # Set when the broker is one scripts/stack runs (fault tests stop and start it).
     stack_env: dict[str, str] | None = None
+    # Its SASL_PLAINTEXT listener (PLAIN), when it has one (scripts/stack does).
+    sasl_bootstrap: str | None = None
 
     def stack(self, command: str) -> None:
         """Run `scripts/stack COMMAND` on this session's stack (e.g. kafka-stop)."""
@@ -60,7 +62,12 @@ def servers() -> Iterator[Servers]:
     bootstrap, redis_url = os.environ.get("CS_KAFKA_BOOTSTRAP"), os.environ.get("CS_REDIS_URL")
     if bootstrap and redis_url:
         stack_dir = os.environ.get("CS_STACK_DIR")
-        yield Servers(bootstrap, redis_url, {"CS_STACK_DIR": stack_dir} if stack_dir else None)
+        yield Servers(
+            bootstrap,
+            redis_url,
+            {"CS_STACK_DIR": stack_dir} if stack_dir else None,
+            os.environ.get("CS_KAFKA_SASL_BOOTSTRAP"),
+        )
         return
     if _docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
@@ -80,7 +87,12 @@ def servers() -> Iterator[Servers]:
         line.removeprefix("export ").split("=", 1) for line in env.splitlines() if "=" in line
     )
     try:
-        yield Servers(values["CS_KAFKA_BOOTSTRAP"], values["CS_REDIS_URL"], {})
+        yield Servers(
+            values["CS_KAFKA_BOOTSTRAP"],
+            values["CS_REDIS_URL"],
+            {},
+            values.get("CS_KAFKA_SASL_BOOTSTRAP"),
+        )
     finally:
         if not was_up:
             subprocess.run([str(STACK), "down"], check=False)
