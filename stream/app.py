@@ -73,6 +73,8 @@ app = App(
     processing_guarantee=settings.processing_guarantee,
     producer_linger=settings.producer_linger,
     web_bind=settings.web_host,
+    # The URL other workers forward a request to when this one owns the key.
+    web_host=settings.web_host,
     web_port=settings.web_port,
     consumer_auto_offset_reset="earliest",
     stream_buffer_maxsize=settings.stream_buffer_maxsize,

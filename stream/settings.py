@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="prefixed to every topic name")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    http_token: SecretStr | None = Field(
+        None, description="when set, the /v1 views require `Authorization: Bearer <token>`"
+    )
     # exactly_once stalled here with no event processed (faust 0.15.3, aiokafka
     # 0.14, Kafka 4.1): at_least_once until the reliability issue settles it.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"

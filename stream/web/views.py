@@ -1,13 +1,109 @@
-"""HTTP views (SPEC §5); the worker's own health first."""
+"""HTTP views (SPEC §5): health, a contact, and a lookup by email or phone.
+
+A contact and an identifier each live on one partition, so the view routes
+the request to the worker that owns the key (Faust's table router, which
+forwards the request's headers) and only answers it from its own table when
+it is that worker. Errors are JSON with a status: 400 for bad input, 401
+without the bearer token (when `CS_HTTP_TOKEN` is set), 404 for unknown.
+"""
 
 from __future__ import annotations
 
+import hmac
+from typing import Any
+
+from faust.exceptions import SameNode
+from faust.types import TableT
 from faust.web import Request, Response, View
 
-from stream.app import app
+from stream.app import app, settings
+from stream.domain.contact import PURGED, snapshot
+from stream.domain.normalize import Kind, normalize_identifiers
+from stream.models import is_valid_tenant_id
+from stream.tables.codec import decode_contact
+from stream.tables.contacts import contact_key, contacts
+from stream.tables.identities import decode_entry, identities, identity_key
+from stream.tables.tenant_configs import tenant_configs
 
 
 @app.page("/health")
 class Health(View):
     async def get(self, request: Request) -> Response:
         return self.json({"status": "ok", "app": app.conf.id})
+
+
+def _error(view: View, status: int, error: str, detail: str) -> Response:
+    return view.json({"error": error, "detail": detail}, status=status)
+
+
+def _refused(view: View, request: Request) -> Response | None:
+    """401 unless the request bears the configured token (none configured: open)."""
+    token = settings.http_token
+    if token is None:
+        return None
+    expected = f"Bearer {token.get_secret_value()}".encode()
+    given = request.headers.get("Authorization", "").encode()
+    if hmac.compare_digest(given, expected):
+        return None
+    return _error(view, 401, "unauthorized", "a bearer token is required")
+
+
+async def _routed(
+    view: View, request: Request, table: TableT[Any, Any], key: str
+) -> Response | None:
+    """The owner's answer when another worker owns `key`; None when this one does."""
+    try:
+        return await app.router.route_req(table.name, key, view.web, request)
+    except SameNode:
+        return None
+
+
+@app.page("/v1/tenants/{tenant}/contacts/{contact_id}")
+class ContactView(View):
+    async def get(self, request: Request, tenant: str, contact_id: str) -> Response:
+        if (refused := _refused(self, request)) is not None:
+            return refused
+        if not is_valid_tenant_id(tenant):
+            return _error(self, 400, "bad_request", "tenant: not a tenant id")
+        key = contact_key(tenant, contact_id)
+        if (answer := await _routed(self, request, contacts, key)) is not None:
+            return answer
+        raw = contacts.get(key)
+        contact = None if raw is None else decode_contact(raw)
+        if contact is None or contact.state == PURGED:
+            return _error(self, 404, "unknown_contact", "no contact has this id")
+        # A merged contact answers with its tombstone: `merged_into` names the survivor.
+        return self.json(snapshot(contact))
+
+
+@app.page("/v1/tenants/{tenant}/lookup")
+class LookupView(View):
+    async def get(self, request: Request, tenant: str) -> Response:
+        if (refused := _refused(self, request)) is not None:
+            return refused
+        if not is_valid_tenant_id(tenant):
+            return _error(self, 400, "bad_request", "tenant: not a tenant id")
+        email, phone = request.query.get("email"), request.query.get("phone")
+        if (email is None) == (phone is None):
+            return _error(self, 400, "bad_request", "give exactly one of email, phone")
+        config = tenant_configs.get(tenant)
+        ids = normalize_identifiers(
+            [email] if email is not None else [],
+            [phone] if phone is not None else [],
+            config.default_region,
+            config.blocked_values,
+        )
+        if ids.emails:
+            kind, value = Kind.EMAIL, ids.emails[0]
+        elif ids.phones:
+            kind, value = Kind.PHONE, ids.phones[0]
+        else:
+            name = "email" if email is not None else "phone"
+            return _error(self, 400, "bad_request", f"{name}: invalid or blocked")
+        key = identity_key(tenant, kind.value, value)
+        if (answer := await _routed(self, request, identities, key)) is not None:
+            return answer
+        owner = decode_entry(identities.get(key)).owner
+        if owner is None:
+            return _error(self, 404, "unknown_contact", f"no contact holds this {kind.value}")
+        return self.json({"contact_id": owner, "kind": kind.value})

@@ -1,0 +1,82 @@
+"""SPEC §5: a contact and a lookup over HTTP, answered by the worker that owns the key.
+
+Two workers, 8 partitions: every contact and identifier is asked of both
+workers, so half of the answers are forwarded by Faust's table router to
+the owner. With `CS_HTTP_TOKEN` set the views want the bearer token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import Env, Worker
+from tests.integration.test_identity_races import send_all
+from tests.integration.test_intake_path import intake, of_type
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token-1"  # noqa: S105 (a test value)
+
+
+async def two_workers_with_token(env: Env) -> list[Worker]:
+    workers = []
+    for name in ("a", "b"):
+        w = env.worker(datadir=name, CS_PARTITIONS="8", CS_HTTP_TOKEN=TOKEN)
+        w.start()
+        await w.wait_ready()
+        workers.append(w)
+    return workers
+
+
+async def get(
+    session: aiohttp.ClientSession, worker: Worker, path: str, token: str | None = TOKEN
+) -> tuple[int, Any]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    url = f"http://127.0.0.1:{worker.env['CS_WEB_PORT']}{path}"
+    async with session.get(url, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def test_contacts_and_lookups_are_answered_by_any_worker_for_the_owner(
+    env: Env, producer, reader
+) -> None:
+    workers = await two_workers_with_token(env)
+    changes = await reader(env.topic("contacts.changes.v1"))
+    people = [(f"h{n}@example.com", f"6001112{n:02d}") for n in range(8)]
+    await send_all(producer, env, [intake("acme", [e], [p]) for e, p in people])
+    created = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 8)
+    ids = {c["data"]["contact"]["emails"][0]: c["contact_id"] for c in created}
+    async with aiohttp.ClientSession() as session:
+        for email, phone in people:
+            for worker in workers:
+                status, body = await get(session, worker, f"/v1/tenants/acme/contacts/{ids[email]}")
+                assert status == 200, body
+                assert body["emails"] == [email] and body["phones"] == [f"+34{phone}"]
+                status, body = await get(
+                    session, worker, f"/v1/tenants/acme/lookup?email={email.upper()}"
+                )
+                assert (status, body["contact_id"]) == (200, ids[email])
+                status, body = await get(session, worker, f"/v1/tenants/acme/lookup?phone={phone}")
+                assert (status, body["contact_id"]) == (200, ids[email])
+
+        a = workers[0]
+        unknown = "00000000-0000-4000-8000-000000000000"
+        cases = [
+            (f"/v1/tenants/acme/contacts/{unknown}", 404, "unknown_contact"),
+            ("/v1/tenants/acme/lookup?email=nobody@example.com", 404, "unknown_contact"),
+            ("/v1/tenants/acme/lookup?email=not-an-email", 400, "bad_request"),
+            ("/v1/tenants/acme/lookup", 400, "bad_request"),
+            ("/v1/tenants/ac%20me/contacts/x", 400, "bad_request"),
+            # The same email in another tenant is another identity (SPEC §6 isolation).
+            ("/v1/tenants/other/lookup?email=h1@example.com", 404, "unknown_contact"),
+        ]
+        for path, expected, error in cases:
+            status, body = await get(session, a, path)
+            assert (status, body["error"]) == (expected, error), path
+        path = f"/v1/tenants/acme/contacts/{ids['h0@example.com']}"
+        assert (await get(session, a, path, token=None))[0] == 401
+        assert (await get(session, a, path, token="wrong"))[0] == 401  # noqa: S106
+        assert (await get(session, a, "/health", token=None))[0] == 200
