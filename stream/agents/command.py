@@ -14,6 +14,7 @@ from typing import Any
 
 from faust.types import StreamT
 
+from stream import metrics
 from stream.agents import merge
 from stream.agents.identity import send_contact_op, send_identity_op, start_visit
 from stream.agents.intake import routed_intake
@@ -155,6 +156,7 @@ async def route_commands(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
+        metrics.INPUTS.labels(message.topic).inc()
         try:
             command = decode_input("command", message.value)
         except InputRejected as rejected:

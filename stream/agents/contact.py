@@ -15,12 +15,14 @@ re-routed, still holding its locks, to the contact it now resolves to.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from faust.types import StreamT
 
+from stream import metrics
 from stream.agents import applied, merge
 from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish, send_dead_letter_from
@@ -123,10 +125,12 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for raw in stream:
         operation = orjson.loads(raw)
+        started = time.perf_counter()
         after = await _apply(operation)
         # Everything above (tables, changes, snapshot) is durable before any
         # identifier is released to the next operation.
         await app.producer.flush()
+        metrics.OPERATION_SECONDS.labels(operation["kind"]).observe(time.perf_counter() - started)
         for entry in after:
             await merge.send_after(entry)
 

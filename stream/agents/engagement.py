@@ -15,6 +15,7 @@ from typing import Any
 
 from faust.types import StreamT
 
+from stream import metrics
 from stream.agents.identity import send_contact_op, send_identity_op
 from stream.agents.output import origin_of, send_dead_letter
 from stream.app import app
@@ -67,6 +68,7 @@ async def route_engagements(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
+        metrics.INPUTS.labels(message.topic).inc()
         try:
             engagement = decode_input("engagement", message.value)
         except InputRejected as rejected:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from faust.types import StreamT
 
+from stream import metrics
 from stream.agents.output import send_dead_letter_from
 from stream.app import app
 from stream.domain.contact import derive_contact_id
@@ -76,7 +77,9 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
         if message["kind"] == "visit":
             result = visit(entry, message["op"], message)
             _store(key, entry, result.entry)
-            if not result.parked:
+            if result.parked:
+                metrics.PARKED.labels("identifier").inc()
+            else:
                 await _after_visit(message, {**message["owners"], key: result.owner})
         elif message["kind"] == "lookup":
             result = lookup(entry, message["op"], message)

@@ -10,6 +10,7 @@ from typing import Any
 
 from faust.types import StreamT
 
+from stream import metrics
 from stream.agents.identity import start_visit
 from stream.agents.output import send_dead_letter
 from stream.app import app
@@ -67,6 +68,7 @@ async def route_intakes(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
+        metrics.INPUTS.labels(message.topic).inc()
         try:
             intake = decode_input("intake", message.value)
         except InputRejected as rejected:

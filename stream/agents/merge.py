@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from stream import metrics
 from stream.agents import applied
 from stream.agents.identity import send_identity_op
 from stream.agents.output import publish
@@ -93,6 +94,7 @@ def frozen_by_other(key: str, operation: dict[str, Any]) -> bool:
     result = visit(entry, operation["op"], operation)
     merge_locks[key] = encode_entry(result.entry)
     log.debug("%s %s waits for merge %s", operation["kind"], operation["op"], entry.lock)
+    metrics.PARKED.labels("contact").inc()
     return True
 
 

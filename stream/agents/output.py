@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from faust.types import EventT
 
+from stream import metrics
 from stream.domain.contact import Contact, snapshot
 from stream.domain.timefmt import format_ms
 from stream.models import dead_letter_raw
@@ -41,6 +42,7 @@ async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None
 async def send_dead_letter_from(origin: dict[str, Any], reason: str, detail: str) -> None:
     """A dead letter decided after the first hop, from the input's recorded origin."""
     letter = {"reason": reason, "detail": detail, **origin}
+    metrics.DEAD_LETTERS.labels(reason).inc()
     log.info(
         "dead letter %s from %s[%d]@%d",
         reason,
@@ -61,5 +63,6 @@ async def publish(
     key = contact_key(tenant_id, contact_id).encode()
     for change in changes:
         await changes_topic.send(key=key, value=change.encode())
+        metrics.CHANGES.labels(orjson.loads(change)["type"]).inc()
     if contact is not None:
         await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))

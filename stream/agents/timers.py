@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from stream import metrics
 from stream.app import app
 from stream.domain.commands import next_due
 from stream.tables.codec import decode_contact
@@ -45,7 +46,9 @@ async def _rebuild_due_index(sender: Any, /, *args: Any, signal: Any, **kwargs: 
 @app.timer(interval=TICK_INTERVAL)  # type: ignore[untyped-decorator]  # faust is untyped here
 async def fire_due_timers() -> None:
     now = int(time.time() * 1000)
+    metrics.DUE.set(len(due_index))
     for key, due in due_index.pop_due(now):
+        metrics.TICKS.inc()
         tenant_id, contact_id = key.split(":", 1)
         tick = {"tenant_id": tenant_id, "contact_id": contact_id, "due": due}
         operation = {"kind": "tick", "op": f"tick|{key}|{due}", "keys": [], "tick": tick}

@@ -15,6 +15,7 @@ from typing import Any
 from faust.exceptions import SameNode
 from faust.types import TableT
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.app import app, settings
 from stream.domain.contact import PURGED, snapshot
@@ -107,3 +108,11 @@ class LookupView(View):
         if owner is None:
             return _error(self, 404, "unknown_contact", f"no contact holds this {kind.value}")
         return self.json({"contact_id": owner, "kind": kind.value})
+
+
+@app.page("/metrics")
+class Metrics(View):
+    """Prometheus text format: this worker's counters (stream/metrics.py) and process metrics."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

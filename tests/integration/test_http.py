@@ -80,3 +80,32 @@ async def test_contacts_and_lookups_are_answered_by_any_worker_for_the_owner(
         assert (await get(session, a, path, token=None))[0] == 401
         assert (await get(session, a, path, token="wrong"))[0] == 401  # noqa: S106
         assert (await get(session, a, "/health", token=None))[0] == 200
+
+
+async def test_metrics_count_inputs_changes_dead_letters_and_operation_times(
+    env: Env, producer, reader
+) -> None:
+    worker = env.worker()
+    worker.start()
+    await worker.wait_ready()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    dead = await reader(env.topic("contacts.deadletter.v1"))
+    topic = env.topic("contacts.intake.v1")
+    await send_all(producer, env, [intake("acme", [f"m{n}@example.com"]) for n in range(3)])
+    await producer.send_and_wait(topic, b"\xffnot json")
+    await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 3)
+    await dead.wait_until(lambda v: len(v) >= 1)
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{worker.env['CS_WEB_PORT']}/metrics"
+        async with session.get(url) as response:
+            assert response.status == 200
+            text = await response.text()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples[f'cs_input_events_total{{topic="{topic}"}}'] == 4
+    assert samples['cs_change_events_total{type="contact.created"}'] == 3
+    assert samples['cs_dead_letters_total{reason="invalid_json"}'] == 1
+    assert samples['cs_operation_seconds_count{kind="intake"}'] == 3
