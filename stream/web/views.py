@@ -9,6 +9,7 @@ without the bearer token (when `CS_HTTP_TOKEN` is set), 404 for unknown.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 
@@ -25,6 +26,8 @@ from stream.tables.codec import decode_contact
 from stream.tables.contacts import contact_key, contacts
 from stream.tables.identities import decode_entry, identities, identity_key
 from stream.tables.tenant_configs import tenant_configs
+
+LOCK_WAIT_STEP, LOCK_WAIT_STEPS = 0.05, 40  # up to 2 s
 
 
 @app.page("/health")
@@ -104,7 +107,22 @@ class LookupView(View):
         key = identity_key(tenant, kind.value, value)
         if (answer := await _routed(self, request, identities, key)) is not None:
             return answer
-        owner = decode_entry(identities.get(key)).owner
+        entry = decode_entry(identities.get(key))
+        # An operation holding the identifier may be about to set its owner (a
+        # new contact is published before its identifiers' unlocks land):
+        # wait a little for it, as an engagement does, rather than answer 404.
+        for _ in range(LOCK_WAIT_STEPS):
+            if entry.lock is None:
+                break
+            await asyncio.sleep(LOCK_WAIT_STEP)
+            entry = decode_entry(identities.get(key))
+        if entry.lock is not None:
+            return self.json(
+                {"error": "busy", "detail": "an operation holds this identifier; retry"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        owner = entry.owner
         if owner is None:
             return _error(self, 404, "unknown_contact", f"no contact holds this {kind.value}")
         return self.json({"contact_id": owner, "kind": kind.value})

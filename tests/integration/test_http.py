@@ -58,9 +58,9 @@ async def test_contacts_and_lookups_are_answered_by_any_worker_for_the_owner(
                 status, body = await get(
                     session, worker, f"/v1/tenants/acme/lookup?email={email.upper()}"
                 )
-                assert (status, body["contact_id"]) == (200, ids[email])
+                assert (status, body.get("contact_id")) == (200, ids[email]), body
                 status, body = await get(session, worker, f"/v1/tenants/acme/lookup?phone={phone}")
-                assert (status, body["contact_id"]) == (200, ids[email])
+                assert (status, body.get("contact_id")) == (200, ids[email]), body
 
         a = workers[0]
         unknown = "00000000-0000-4000-8000-000000000000"
