@@ -24,6 +24,11 @@ A merge holds identifier locks before any freeze and waits for nothing once
 it freezes but other merges' freezes, taken in one global order: no cycle.
 Every hop is idempotent under redelivery (a visit by the lock holder goes
 on; decide and finish replay their recorded effects), as for intakes.
+
+Known gap: an aborted attempt's freeze hop redelivered after a crash, and
+reaching the decision before the new attempt does, would decide without
+holding its identifier locks (its op id is the old attempt's). It needs a
+crash at that very moment; no test produces it yet.
 """
 
 from __future__ import annotations
