@@ -40,6 +40,9 @@ SOURCES = ["form", "landing_page", "import", "facebook_lead_ads", "api", "manual
 TAGS = ["webinar", "ebook", "newsletter", "black-friday", "trial"]
 
 
+INTAKE, ENGAGEMENT = "contacts.intake.v1", "contacts.engagement.v1"
+
+
 @dataclass
 class DemoPerson:
     first: str
@@ -48,8 +51,15 @@ class DemoPerson:
     phone: str
 
 
-def demo_intakes(seed: int, tenant: str, run: str, people: int = 400) -> Iterator[bytes]:
-    """An endless, seeded stream of intakes: the same seed gives the same contents.
+ENGAGEMENT_TYPES = ["sent", "sent", "open", "open", "click", "high_intent_visit", "bounce_soft"]
+
+
+def demo_inputs(seed: int, tenant: str, run: str, people: int = 400) -> Iterator[tuple[str, bytes]]:
+    """An endless, seeded stream of intakes and engagement events, each with its topic.
+
+    The same seed gives the same contents. Engagement events name people by
+    email or phone; one whose contact does not exist yet is dead-lettered
+    `unknown_contact`, as in production.
 
     `run` goes into every `event_id`, so a second demo run is not taken for a
     replay of the first (repeated event ids within `dedup_days` have no effect).
@@ -68,9 +78,19 @@ def demo_intakes(seed: int, tenant: str, run: str, people: int = 400) -> Iterato
     while True:
         n += 1
         if rng.random() < 0.03:
-            yield rng.choice([b"{not json", b'{"tenant_id": "bad tenant!"}', b"[]"])
+            yield INTAKE, rng.choice([b"{not json", b'{"tenant_id": "bad tenant!"}', b"[]"])
             continue
         person = rng.choice(crowd)
+        if rng.random() < 0.35:
+            by_phone = rng.random() < 0.3
+            event: dict[str, Any] = {
+                "event_id": f"demo-{seed}-{run}-{n}",
+                "tenant_id": tenant,
+                "type": rng.choice(ENGAGEMENT_TYPES),
+                **({"phone": person.phone} if by_phone else {"email": person.emails[0]}),
+            }
+            yield ENGAGEMENT, orjson.dumps(event)
+            continue
         emails = rng.sample(person.emails, k=rng.randint(0, 2))
         phones = [person.phone] if rng.random() < 0.6 or not emails else []
         if rng.random() < 0.02:
@@ -90,7 +110,7 @@ def demo_intakes(seed: int, tenant: str, run: str, people: int = 400) -> Iterato
         }
         if intake["source"] == "import":
             intake["on_match"] = rng.choice(["update", "skip"])
-        yield orjson.dumps(intake)
+        yield INTAKE, orjson.dumps(intake)
 
 
 @dataclass
@@ -111,19 +131,20 @@ async def feed(
     )
     await producer.start()
     try:
-        topic = settings.topic("contacts.intake.v1")
+        topics = {kind: settings.topic(kind) for kind in (INTAKE, ENGAGEMENT)}
         # The worker creates its topics (the broker does not auto-create them):
         # wait for it rather than fail the first send.
         while not stop.is_set():
             try:
-                await producer.partitions_for(topic)
+                for topic in topics.values():
+                    await producer.partitions_for(topic)
                 break
             except KafkaError:
                 await asyncio.sleep(1)
-        for raw in demo_intakes(seed, tenant, run=f"{time.time_ns():x}"):
+        for kind, raw in demo_inputs(seed, tenant, run=f"{time.time_ns():x}"):
             if stop.is_set():
                 break
-            await producer.send(topic, raw)
+            await producer.send(topics[kind], raw)
             tally.sent += 1
             await asyncio.sleep(1 / rate)
     finally:
@@ -176,7 +197,7 @@ def render(tally: Tally, tenant: str) -> str:
     lines = [
         f"contact-stream demo — tenant {tenant} — {elapsed:5.0f}s",
         "",
-        f"  intakes sent          {tally.sent:>8}   ({tally.sent / max(elapsed, 1):.0f}/s)",
+        f"  inputs sent           {tally.sent:>8}   ({tally.sent / max(elapsed, 1):.0f}/s)",
         f"  contacts created      {tally.changes['contact.created']:>8}",
         f"  change events         {total_changes:>8}",
     ]
