@@ -39,9 +39,11 @@ from stream.domain.commands import (
     apply_command,
     fire_timers,
     next_due,
+    purge_due,
 )
 from stream.domain.contact import MERGED, PURGED, Cause, Change, Contact
 from stream.domain.engage import EngagementInput, apply_engagement
+from stream.domain.engage import fire_due as fire_engagement_due
 from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
@@ -298,12 +300,22 @@ def _decide_intake(operation: dict[str, Any]) -> Outcome | None:
     matched = None if target == op_id else _load(tenant, target)
     if target != op_id and (matched is None or not matched.holds_identifiers):
         return None
+    fired: tuple[Change, ...] = ()
+    if matched is not None:
+        # SPEC §3.7: the matched contact's engagement transitions due at or
+        # before the intake fire first. (A purge due by then is left to its
+        # tick: firing it here would have to release identifiers this intake
+        # holds and re-route it; ticks come within ~0.5 s of the due time.)
+        purge = purge_due(matched)
+        until = intake.at if purge is None else min(intake.at, purge - 1)
+        due = fire_engagement_due(matched, until, _engagement_config(tenant))
+        matched, fired = due.contact, due.changes
     decision = apply_intake(intake, owners, matched, _config(tenant))
     contact = decision.contact
     after = unlock_messages(
         operation, tenant, contact.contact_id, decision.claimed, decision.released
     )
-    return contact.contact_id, contact, decision.changes, after
+    return contact.contact_id, contact, fired + decision.changes, after
 
 
 # Commands that follow a merged id to its survivor; the others are rejected
