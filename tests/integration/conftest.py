@@ -192,6 +192,17 @@ class Env:
     def redis_prefix(self) -> str:
         return f"cs-{self.prefix}"
 
+    async def started_worker(self, datadir: str = "data", **extra: str) -> Worker:
+        """A worker started and ready (its tables recovered)."""
+        worker = self.worker(datadir, **extra)
+        worker.start()
+        await worker.wait_ready()
+        return worker
+
+    async def started_workers(self, *datadirs: str, **extra: str) -> list[Worker]:
+        """One ready worker per data dir, each started once the previous is ready."""
+        return [await self.started_worker(datadir, **extra) for datadir in datadirs]
+
     def worker(self, datadir: str = "data", **extra: str) -> Worker:
         env = {
             **os.environ,

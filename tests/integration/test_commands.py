@@ -23,9 +23,7 @@ def command(tenant: str, command_type: str, **fields: Any) -> dict[str, Any]:
 async def test_commands_edit_trash_restore_suspend_and_purge_a_contact(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
 
@@ -92,9 +90,7 @@ async def test_commands_edit_trash_restore_suspend_and_purge_a_contact(
 async def test_unsupported_and_malformed_commands_are_dead_lettered(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     dead = await reader(env.topic("contacts.deadletter.v1"))
     topic = env.topic("contacts.commands.v1")
     await send_json(
@@ -111,9 +107,7 @@ async def test_unsupported_and_malformed_commands_are_dead_lettered(
 async def test_trash_purge_fires_at_the_exact_due_time_and_frees_the_identifiers(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
     day = 86_400_000
@@ -167,9 +161,7 @@ async def test_an_overdue_purge_fires_at_its_due_time_before_a_later_command(
 ) -> None:
     # No worker runs while the purge falls due; once back, the purge (inline
     # before the next command, or by tick) comes first, at its due time.
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
     day = 86_400_000
@@ -193,9 +185,7 @@ async def test_an_overdue_purge_fires_at_its_due_time_before_a_later_command(
     await send_json(
         producer, commands, command("acme", "restore_contact", contact_ids=[contact_id]), key=key
     )
-    restarted = env.worker(datadir="data")
-    restarted.start()
-    await restarted.wait_ready()
+    await env.started_worker(datadir="data")
     values = await changes.wait_until(lambda v: any(c["type"] == "command.rejected" for c in v))
     # Killed before its offsets were committed, the worker replays the intake and
     # re-sends its effects with the same ids: a consumer dedups on change_id.
@@ -210,9 +200,7 @@ async def test_an_overdue_purge_fires_at_its_due_time_before_a_later_command(
 async def test_create_contact_is_a_manual_creation_rejected_when_an_identifier_exists(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     commands = env.topic("contacts.commands.v1")
     await send_json(

@@ -28,9 +28,7 @@ def engagement(tenant: str, event_type: str, **address: Any) -> dict[str, Any]:
 async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_tier(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     dead = await reader(env.topic("contacts.deadletter.v1"))
     topic = env.topic("contacts.engagement.v1")

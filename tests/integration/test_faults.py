@@ -26,9 +26,9 @@ async def test_redis_down_stops_only_the_projection_which_catches_up_when_redis_
     # Nothing listens on `port` yet. Faust buffers of 20 events: were the
     # projection fed by the worker's shared fetch loop, 200 snapshots waiting
     # for Redis would fill them and stall every agent (they did, once).
-    worker = env.worker(CS_REDIS_URL=f"redis://127.0.0.1:{port}/0", CS_STREAM_BUFFER_MAXSIZE="20")
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker(
+        CS_REDIS_URL=f"redis://127.0.0.1:{port}/0", CS_STREAM_BUFFER_MAXSIZE="20"
+    )
     changes = await reader(env.topic("contacts.changes.v1"))
     emails = [f"offline{i}@example.com" for i in range(200)]
     for email in emails:
@@ -76,9 +76,7 @@ async def test_redis_down_stops_only_the_projection_which_catches_up_when_redis_
 async def test_an_agent_failure_stops_the_worker_without_committing_the_failed_event(
     env: Env, producer, reader, servers
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     await send_json(producer, env.topic("contacts.intake.v1"), intake("acme", ["ok@example.com"]))
     await changes.wait_until(lambda v: len(v) >= 1)

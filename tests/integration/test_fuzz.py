@@ -98,9 +98,7 @@ async def test_every_bad_record_gets_one_dead_letter_and_every_valid_event_its_e
     env: Env, producer, reader, servers: Servers
 ) -> None:
     rng = random.Random(41)
-    worker = env.worker(CS_PARTITIONS="8")
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker(CS_PARTITIONS="8")
     changes = await reader(env.topic("contacts.changes.v1"))
     dead = await reader(env.topic("contacts.deadletter.v1"))
 

@@ -21,16 +21,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "test-token-1"  # noqa: S105 (a test value)
 
 
-async def two_workers_with_token(env: Env) -> list[Worker]:
-    workers = []
-    for name in ("a", "b"):
-        w = env.worker(datadir=name, CS_PARTITIONS="8", CS_HTTP_TOKEN=TOKEN)
-        w.start()
-        await w.wait_ready()
-        workers.append(w)
-    return workers
-
-
 async def get(
     session: aiohttp.ClientSession, worker: Worker, path: str, token: str | None = TOKEN
 ) -> tuple[int, Any]:
@@ -43,7 +33,7 @@ async def get(
 async def test_contacts_and_lookups_are_answered_by_any_worker_for_the_owner(
     env: Env, producer, reader
 ) -> None:
-    workers = await two_workers_with_token(env)
+    workers = await env.started_workers("a", "b", CS_PARTITIONS="8", CS_HTTP_TOKEN=TOKEN)
     changes = await reader(env.topic("contacts.changes.v1"))
     people = [(f"h{n}@example.com", f"6001112{n:02d}") for n in range(8)]
     await send_all(producer, env, [intake("acme", [e], [p]) for e, p in people])
@@ -85,9 +75,7 @@ async def test_contacts_and_lookups_are_answered_by_any_worker_for_the_owner(
 async def test_metrics_count_inputs_changes_dead_letters_and_operation_times(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     dead = await reader(env.topic("contacts.deadletter.v1"))
     topic = env.topic("contacts.intake.v1")

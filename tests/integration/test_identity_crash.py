@@ -26,13 +26,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.conftest import Env, Servers, Worker, wait_for, wait_quiet
+from tests.integration.conftest import Env, Servers, wait_for, wait_quiet
 from tests.integration.reference import assert_sequential
 from tests.integration.test_identity_races import (
     HOPS,
     identifiers_by_contact,
     race_intakes,
     send_all,
+    two_workers,
 )
 
 # It found four faults, all fixed: an unlock stored before its released
@@ -101,22 +102,12 @@ async def read_changelog(servers: Servers, topic: str) -> dict[bytes, bytes | No
     return latest
 
 
-async def start_two(env: Env) -> tuple[Worker, Worker]:
-    first = env.worker(datadir="a", CS_PARTITIONS="8")
-    first.start()
-    await first.wait_ready()
-    second = env.worker(datadir="b", CS_PARTITIONS="8")
-    second.start()
-    await second.wait_ready()
-    return first, second
-
-
 @pytest.mark.parametrize("datadir", ["same", "fresh"])
 async def test_a_worker_killed_mid_race_leaves_one_owner_per_identifier_and_no_version_gap(
     env: Env, producer, reader, servers, redis_client, datadir: str
 ) -> None:
     started = time.monotonic()
-    first, second = await start_two(env)
+    first, second = await two_workers(env)
     changes = await reader(env.topic("contacts.changes.v1"))
     intake_log = await reader(env.topic("contacts.intake.v1"))
     intakes = random_intakes(seed=23)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import Env, Servers, wait_quiet
+from tests.integration.conftest import Env, Servers, Worker, wait_quiet
 from tests.integration.reference import compare, reference_changes
 from tests.integration.test_intake_path import intake, of_type
 
@@ -22,13 +22,8 @@ pytestmark = pytest.mark.integration
 HOPS = ("contacts.intake.v1", "contact-stream.identity-ops.v1", "contact-stream.contact-ops.v1")
 
 
-async def two_workers(env: Env) -> None:
-    first = env.worker(datadir="a", CS_PARTITIONS="8")
-    first.start()
-    await first.wait_ready()
-    second = env.worker(datadir="b", CS_PARTITIONS="8")
-    second.start()
-    await second.wait_ready()
+async def two_workers(env: Env) -> list[Worker]:
+    return await env.started_workers("a", "b", CS_PARTITIONS="8")
 
 
 async def send_all(producer, env: Env, intakes: list[dict[str, Any]]) -> None:

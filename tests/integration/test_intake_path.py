@@ -32,9 +32,7 @@ def of_type(changes: list[dict[str, Any]], change_type: str) -> list[dict[str, A
 async def test_intake_creates_contact_then_update_continues_versions_and_reaches_redis(
     env: Env, producer, reader, redis_client
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     tenant = "acme"
 
@@ -81,9 +79,7 @@ async def test_intake_creates_contact_then_update_continues_versions_and_reaches
 async def test_garbage_is_dead_lettered_with_its_reason_and_the_agent_keeps_going(
     env: Env, producer, reader
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker()
     topic = env.topic("contacts.intake.v1")
     dead = await reader(env.topic("contacts.deadletter.v1"))
     changes = await reader(env.topic("contacts.changes.v1"))
@@ -121,9 +117,7 @@ async def test_garbage_is_dead_lettered_with_its_reason_and_the_agent_keeps_goin
 async def test_sigkilled_worker_recovers_contacts_from_changelog_without_recreating_them(
     env: Env, producer, reader, servers
 ) -> None:
-    worker = env.worker(datadir="data-1")
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker(datadir="data-1")
     topic = env.topic("contacts.intake.v1")
     changes = await reader(env.topic("contacts.changes.v1"))
     emails = [f"person{i}@example.com" for i in range(20)]
@@ -141,9 +135,7 @@ async def test_sigkilled_worker_recovers_contacts_from_changelog_without_recreat
     worker.kill()
 
     # A fresh data dir: the tables can only come back from their changelog topics.
-    restarted = env.worker(datadir="data-2")
-    restarted.start()
-    await restarted.wait_ready()
+    await env.started_worker(datadir="data-2")
     for email in emails:
         await send_json(producer, topic, intake("acme", [email], tags=["again"]))
     values = await changes.wait_until(lambda v: len(of_type(v, "contact.updated")) >= len(emails))
@@ -165,9 +157,7 @@ async def test_sigkilled_worker_recovers_contacts_from_changelog_without_recreat
 async def test_the_same_email_in_two_tenants_makes_two_contacts_and_logs_show_no_email(
     env: Env, producer, reader, redis_client
 ) -> None:
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     for tenant in ("acme", "globex"):
         await send_json(

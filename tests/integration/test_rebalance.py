@@ -32,9 +32,7 @@ DAY = 86_400_000
 async def test_a_worker_joining_and_leaving_mid_race_loses_nothing_and_applies_nothing_twice(
     env: Env, producer, reader, servers: Servers
 ) -> None:
-    first = env.worker(datadir="a", CS_PARTITIONS="8")
-    first.start()
-    await first.wait_ready()
+    first = await env.started_worker(datadir="a", CS_PARTITIONS="8")
     changes = await reader(env.topic("contacts.changes.v1"))
     intake_log = await reader(env.topic("contacts.intake.v1"))
     intakes = race_intakes(seed=47, count=2000, emails=220, phones=80)
@@ -75,9 +73,7 @@ async def test_due_tier_changes_fire_once_at_their_time_while_partitions_move(
     # tier turns `frequent` (16 days after their last activity) at times spread
     # over ~24 s, while a second worker joins and later leaves: each change
     # fires once, with `at` = its due time, whoever owns the contact then.
-    first = env.worker(datadir="a", CS_PARTITIONS="8")
-    first.start()
-    await first.wait_ready()
+    await env.started_worker(datadir="a", CS_PARTITIONS="8")
     changes = await reader(env.topic("contacts.changes.v1"))
     now = int(time.time() * 1000)
     await send_all(

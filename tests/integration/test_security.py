@@ -36,9 +36,7 @@ def sasl_env(servers: Servers, password: str) -> dict[str, str]:
 async def test_a_worker_on_the_sasl_listener_works_and_a_wrong_password_gets_nowhere(
     env: Env, producer, reader, servers: Servers
 ) -> None:
-    worker = env.worker(**sasl_env(servers, PASSWORD))
-    worker.start()
-    await worker.wait_ready()
+    worker = await env.started_worker(**sasl_env(servers, PASSWORD))
     changes = await reader(env.topic("contacts.changes.v1"))
     await send_json(producer, env.topic("contacts.intake.v1"), intake("acme", ["sasl@example.com"]))
     values = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 1)

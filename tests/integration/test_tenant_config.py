@@ -43,9 +43,7 @@ async def test_a_tenant_config_applies_to_later_intakes_and_a_bad_one_changes_no
     # The value's tenant_id is ignored: the key names the tenant.
     await send_json(producer, config_topic, {**acme, "tenant_id": "other"}, key=b"acme")
 
-    worker = env.worker()
-    worker.start()
-    await worker.wait_ready()
+    await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     dead = await reader(env.topic("contacts.deadletter.v1"))
 
