@@ -212,23 +212,24 @@ async def _apply_engagement(
     if contact is not None and contact.state == MERGED:
         await send_contact_op({**operation, "target": contact.merged_into})
         return []
+    config = tenant_configs.get(tenant)
+    rules = engagement_config(config)
     changes: tuple[Change, ...] = ()
     released: tuple[Identifier, ...] = ()
     if contact is not None and contact.state != PURGED:
         # SPEC §3.7: what is due at or before the event fires first; a purge among it
         # leaves the event without a contact.
-        fired = fire_timers(contact, payload["at"], _engagement_config(tenant))
+        fired = fire_timers(contact, payload["at"], rules)
         contact, changes, released = fired.contact, fired.changes, fired.released
     if contact is None or contact.state == PURGED:
         await send_dead_letter_from(
             operation["origin"], "unknown_contact", "no contact has this id, or it was purged"
         )
     else:
-        config = tenant_configs.get(tenant)
         decision = apply_engagement(
             contact,
             EngagementInput(payload["type"], payload["occurred_at"], payload["machine_open"]),
-            engagement_config(config),
+            rules,
             payload["at"],
             Cause("engagement", payload["event_id"], payload["clamped"]),
             config.emit_score_updates,

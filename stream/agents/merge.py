@@ -260,6 +260,11 @@ def _unlocks(
     return out
 
 
+def _let_go(operation: dict[str, Any]) -> Messages:
+    """A merge that changes nothing: every participant unfrozen, every identifier unlocked."""
+    return _unfreezes(operation, operation["order"]) + _unlocks(operation, {}, ())
+
+
 async def _decide(operation: dict[str, Any]) -> Messages:
     merge = operation["merge"]
     tenant, survivor_id = merge["tenant_id"], merge["survivor_id"]
@@ -271,7 +276,7 @@ async def _decide(operation: dict[str, Any]) -> Messages:
             await _publish_all(seen["changes"], tenant, {survivor_id: restored})
             return list(seen["after"])
         # The same event_id from another record: no effect, only let go.
-        return _unfreezes(operation, operation["order"]) + _unlocks(operation, {}, ())
+        return _let_go(operation)
     cause = Cause("command", merge["event_id"], merge["clamped"])
     survivor = _load(tenant, survivor_id)
     # The survivor among the merged ids reads as itself: the domain rejects it.
@@ -289,7 +294,7 @@ async def _decide(operation: dict[str, Any]) -> Messages:
             reject_unversioned(tenant, cid, MERGE, "unknown_contact", merge["at"], cause)
             for cid in unknown
         ]
-        after = _unfreezes(operation, operation["order"]) + _unlocks(operation, {}, ())
+        after = _let_go(operation)
         stored = survivor
     else:
         merged = [m for cid in merge["merged_ids"] if (m := loaded[cid]) is not None]
@@ -305,7 +310,7 @@ async def _decide(operation: dict[str, Any]) -> Messages:
         changes = list(decision.changes)
         stored = decision.survivor
         if decision.rejected:
-            after = _unfreezes(operation, operation["order"]) + _unlocks(operation, {}, ())
+            after = _let_go(operation)
         else:
             claimed = {
                 identity_key(tenant, i.kind.value, i.value): survivor_id for i in decision.claimed
