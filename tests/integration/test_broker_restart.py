@@ -15,8 +15,8 @@ import pytest
 
 from tests.integration.conftest import Env, Servers, wait_quiet
 from tests.integration.reference import assert_sequential
-from tests.integration.test_identity_crash import PRIMARY, applied_event_ids, dedupe, start_two
-from tests.integration.test_identity_races import HOPS, race_intakes, send_all
+from tests.integration.test_identity_crash import PRIMARY, applied_event_ids, dedupe
+from tests.integration.test_identity_races import HOPS, race_intakes, send_all, two_workers
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 30
@@ -25,7 +25,7 @@ OUTAGE_S = 30
 async def test_a_broker_stopped_for_30s_mid_stream_loses_nothing_and_applies_nothing_twice(
     env: Env, producer, reader, servers: Servers
 ) -> None:
-    first, second = await start_two(env)
+    first, second = await two_workers(env)
     changes = await reader(env.topic("contacts.changes.v1"))
     intake_log = await reader(env.topic("contacts.intake.v1"))
     intakes = race_intakes(seed=31, count=600, emails=150, phones=50)
