@@ -36,11 +36,17 @@ def origin_of(event: EventT[Any]) -> dict[str, Any]:
 
 async def send_dead_letter(event: EventT[Any], reason: str, detail: str) -> None:
     """One dead letter per rejected input, carrying where it came from (SPEC §2.7)."""
-    await send_dead_letter_from(origin_of(event), reason, detail)
+    await send_dead_letter_from(origin_of(event), reason, detail, event.message.key)
 
 
-async def send_dead_letter_from(origin: dict[str, Any], reason: str, detail: str) -> None:
-    """A dead letter decided after the first hop, from the input's recorded origin."""
+async def send_dead_letter_from(
+    origin: dict[str, Any], reason: str, detail: str, key: bytes | None = None
+) -> None:
+    """A dead letter from the input's recorded origin, keyed like the input.
+
+    A later hop has only the origin's text form of the key (`key` None): the
+    record key is then that text, which differs only for a key that is not UTF-8.
+    """
     letter = {"reason": reason, "detail": detail, **origin}
     metrics.DEAD_LETTERS.labels(reason).inc()
     log.info(
@@ -50,7 +56,8 @@ async def send_dead_letter_from(origin: dict[str, Any], reason: str, detail: str
         origin["partition"],
         origin["offset"],
     )
-    key = None if origin["key"] is None else origin["key"].encode()
+    if key is None and origin["key"] is not None:
+        key = origin["key"].encode()
     await deadletter_topic.send(key=key, value=orjson.dumps(letter))
 
 

@@ -63,9 +63,7 @@ class Unlock:
 def visit(entry: Entry, op_id: str, message: Message) -> Visit:
     """An operation arrives at an identifier: lock it, or park behind the holder."""
     if entry.lock is not None and entry.lock != op_id:
-        if any(parked.get("op") == op_id for parked in entry.parked):
-            return Visit(entry, parked=True)  # a redelivered visit: already waiting
-        return Visit(replace(entry, parked=(*entry.parked, message)), parked=True)
+        return _park(entry, op_id, message)
     return Visit(replace(entry, lock=op_id), parked=False, owner=entry.owner)
 
 
@@ -75,10 +73,15 @@ def lookup(entry: Entry, op_id: str, message: Message) -> Visit:
     Parked, it is sent again on unlock and reads the owner the holder left.
     """
     if entry.lock is not None and entry.lock != op_id:
-        if any(parked.get("op") == op_id for parked in entry.parked):
-            return Visit(entry, parked=True)
-        return Visit(replace(entry, parked=(*entry.parked, message)), parked=True)
+        return _park(entry, op_id, message)
     return Visit(entry, parked=False, owner=entry.owner)
+
+
+def _park(entry: Entry, op_id: str, message: Message) -> Visit:
+    """Wait behind the holder, once: a redelivered message is already waiting."""
+    if any(parked.get("op") == op_id for parked in entry.parked):
+        return Visit(entry, parked=True)
+    return Visit(replace(entry, parked=(*entry.parked, message)), parked=True)
 
 
 def unlock(entry: Entry, op_id: str, set_owner: bool, owner: str | None) -> Unlock:
