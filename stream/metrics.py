@@ -23,4 +23,6 @@ PARKED = Counter(
     "cs_parked", "operations that waited behind a lock (identifier) or a merge (contact)", ["on"]
 )
 TICKS = Counter("cs_timer_ticks", "timer ticks sent for due transitions")
+QUOTA_OPS = Counter("cs_quota_ops", "quota operations applied, per kind", ["kind"])
+QUOTA_REFUSED = Counter("cs_quota_refused", "slot requests refused: the tenant's limit was reached")
 DUE = Gauge("cs_timers_due", "contacts of this worker with a due time in the index")

@@ -22,6 +22,8 @@ DEADLETTER = settings.topic("contacts.deadletter.v1")
 # contact that the Redis projection consumes (compacted: only the newest matters).
 IDENTITY_OPS = settings.topic("contact-stream.identity-ops.v1")
 CONTACT_OPS = settings.topic("contact-stream.contact-ops.v1")
+# The marketing quota's operations, keyed by tenant: one partition owns a tenant's count.
+QUOTA_OPS = settings.topic("contact-stream.quota-ops.v1")
 SNAPSHOTS = settings.topic("contact-stream.snapshots.v1")
 
 
@@ -45,6 +47,7 @@ changes_topic = _topic(CHANGES)
 deadletter_topic = _topic(DEADLETTER)
 identity_ops_topic = _topic(IDENTITY_OPS)
 contact_ops_topic = _topic(CONTACT_OPS)
+quota_ops_topic = _topic(QUOTA_OPS)
 snapshots_topic = _topic(SNAPSHOTS, compacting=True)
 tenant_config_topic = _topic(TENANT_CONFIG, compacting=True)
 
@@ -57,6 +60,7 @@ ALL_TOPICS: tuple[tuple[str, bool], ...] = (
     (DEADLETTER, False),
     (IDENTITY_OPS, False),
     (CONTACT_OPS, False),
+    (QUOTA_OPS, False),
     (SNAPSHOTS, True),
     (TENANT_CONFIG, True),
 )

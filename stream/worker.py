@@ -6,6 +6,7 @@ from stream.agents import (  # noqa: F401
     engagement,
     identity,
     intake,
+    quota,
     tenants,
     timers,
 )

@@ -25,10 +25,13 @@ from stream.domain.locking import lock_order
 from stream.domain.normalize import Kind, normalize_identifiers
 from stream.domain.timefmt import logical_time, to_ms
 from stream.models import (
+    AddToList,
     Command,
     CreateContact,
     InputRejected,
     MergeContacts,
+    RemoveFromList,
+    SetMarketing,
     UpdateContact,
     decode_input,
 )
@@ -46,6 +49,9 @@ SUPPORTED = frozenset(
         "unsuspend_contact",
         "merge_contacts",
         "create_contact",
+        "set_marketing",
+        "add_to_list",
+        "remove_from_list",
     }
 )
 
@@ -76,6 +82,15 @@ def update_args(command: UpdateContact, region: str, blocked: list[str]) -> dict
     }
 
 
+def command_args(command: Command) -> dict[str, Any]:
+    """What a fanned-out command carries besides its contact id."""
+    if isinstance(command, SetMarketing):
+        return {"marketing": command.marketing, "via": command.via}
+    if isinstance(command, AddToList | RemoveFromList):
+        return {"list_id": command.list_id}
+    return {}
+
+
 def operations(
     command: Command, topic: str, partition: int, offset: int, broker_ms: int
 ) -> list[dict[str, Any]]:
@@ -95,7 +110,8 @@ def operations(
             (command.contact_id, update_args(command, config.default_region, config.blocked_values))
         ]
     else:
-        targets = [(cid, {}) for cid in dict.fromkeys(command.contact_ids)]  # type: ignore[union-attr]
+        args = command_args(command)
+        targets = [(cid, args) for cid in dict.fromkeys(command.contact_ids)]  # type: ignore[union-attr]
     ops = []
     for contact_id, args in targets:
         keys = lock_order(

@@ -17,42 +17,47 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from faust.types import StreamT
 
 from stream import metrics
-from stream.agents import applied, merge
+from stream.agents import applied, merge, quota
 from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish, send_dead_letter_from
 from stream.agents.timers import due_index
 from stream.app import app
+from stream.domain.activation import MarketingRules
 from stream.domain.commands import (
+    AddToList,
     Command,
     DeleteContact,
     PurgeContact,
+    RemoveFromList,
     RestoreContact,
+    SetMarketing,
     SuspendContact,
     UnsuspendContact,
     UpdateContact,
     apply_command,
     fire_timers,
     next_due,
-    purge_due,
 )
 from stream.domain.contact import MERGED, PURGED, Cause, Change, Contact
 from stream.domain.engage import EngagementInput, apply_engagement
-from stream.domain.engage import fire_due as fire_engagement_due
 from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
+from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 from stream.tables.contacts import applied_key, contact_key
 from stream.tables.identities import identity_key
+from stream.tables.quota import grant_from
 from stream.tables.tenant_configs import (
     dedup_ms,
     engagement_config,
     identity_config,
+    marketing_config,
     tenant_configs,
 )
 from stream.topics import contact_ops_topic
@@ -122,13 +127,37 @@ def _config(tenant: str) -> IdentityConfig:
     return identity_config(tenant_configs.get(tenant))
 
 
+def _rules(tenant: str, operation: dict[str, Any]) -> MarketingRules:
+    """The tenant's marketing rules, with the quota's grant once the operation has one."""
+    config = tenant_configs.get(tenant)
+    grant = operation.get("grant")
+    return MarketingRules(
+        marketing_config(config),
+        engagement_config(config),
+        None if grant is None else grant_from(grant),
+    )
+
+
+def _quota_after(tenant: str, contact_id: str, ops: tuple[QuotaOp, ...]) -> list[list[Any]]:
+    return [quota.quota_message(tenant, contact_id, op) for op in ops]
+
+
+class NeedsGrant(NamedTuple):
+    """The operation activates a contact that needs a new slot: ask the quota first."""
+
+    contact_id: str
+
+
 @app.agent(contact_ops_topic, name="apply-contact-ops")
 async def apply_contact_ops(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for raw in stream:
         operation = orjson.loads(raw)
         started = time.perf_counter()
-        after = await _apply(operation)
+        # The record's offset: a slot request id that grows with each of the
+        # contact's operations (one partition) and repeats on a replay.
+        offset = stream.current_event.message.offset  # type: ignore[union-attr]
+        after = await _apply(operation, offset)
         # Everything above (tables, changes, snapshot) is durable before any
         # identifier is released to the next operation.
         await app.producer.flush()
@@ -137,7 +166,7 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
             await merge.send_after(entry)
 
 
-async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
+async def _apply(operation: dict[str, Any], offset: int) -> list[list[Any]]:
     """Apply one operation; returns the messages to send once it is durable."""
     if operation["kind"] in merge.KINDS:
         return await merge.apply(operation)
@@ -161,11 +190,15 @@ async def _apply(operation: dict[str, Any]) -> list[list[Any]]:
     if kind == "engagement":
         return await _apply_engagement(operation, tenant, seen_key)
     if kind == "tick":
-        outcome: Outcome | None = _decide_tick(operation)
+        outcome: Outcome | NeedsGrant | None = _decide_tick(operation)
     else:
         outcome = _decide_intake(operation) if kind == "intake" else _decide_command(operation)
     if outcome is None:
         await _reroute(operation)
+        return []
+    if isinstance(outcome, NeedsGrant):
+        # Nothing applied: the quota sends the operation back with its grant.
+        await quota.request_slot(operation, tenant, outcome.contact_id, offset)
         return []
     contact_id, contact, changes, after = outcome
     if kind == "tick" and not changes:
@@ -200,6 +233,7 @@ def _decide_tick(operation: dict[str, Any]) -> Outcome | None:
         return contact_id, None, (), []
     decision = fire_timers(contact, tick["due"], _engagement_config(tenant))
     after = unlock_messages(operation, tenant, contact_id, (), decision.released)
+    after += _quota_after(tenant, contact_id, decision.quota)
     return contact_id, decision.contact, decision.changes, after
 
 
@@ -216,11 +250,13 @@ async def _apply_engagement(
     rules = engagement_config(config)
     changes: tuple[Change, ...] = ()
     released: tuple[Identifier, ...] = ()
+    slots: tuple[QuotaOp, ...] = ()
     if contact is not None and contact.state != PURGED:
         # SPEC §3.7: what is due at or before the event fires first; a purge among it
         # leaves the event without a contact.
         fired = fire_timers(contact, payload["at"], rules)
         contact, changes, released = fired.contact, fired.changes, fired.released
+        slots = fired.quota
     if contact is None or contact.state == PURGED:
         await send_dead_letter_from(
             operation["origin"], "unknown_contact", "no contact has this id, or it was purged"
@@ -236,6 +272,7 @@ async def _apply_engagement(
         )
         contact, changes = decision.contact, changes + decision.changes
     after = unlock_messages(operation, tenant, target, (), released)
+    after += _quota_after(tenant, target, slots)
     if contact is not None:
         encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
         applied.record(seen_key, payload["at"], operation, contact, target, encoded, after)
@@ -294,7 +331,7 @@ Outcome = tuple[str, Contact | None, tuple[Change, ...], list[list[Any]]]
 _load = applied.load
 
 
-def _decide_intake(operation: dict[str, Any]) -> Outcome | None:
+def _decide_intake(operation: dict[str, Any]) -> Outcome | NeedsGrant | None:
     intake = intake_from_payload(operation["intake"])
     tenant, op_id, target = intake.tenant_id, operation["op"], operation["target"]
     owners = owners_by_identifier(operation["owners"])
@@ -302,29 +339,40 @@ def _decide_intake(operation: dict[str, Any]) -> Outcome | None:
     if target != op_id and (matched is None or not matched.holds_identifiers):
         return None
     fired: tuple[Change, ...] = ()
+    slots: tuple[QuotaOp, ...] = ()
     if matched is not None:
-        # SPEC §3.7: the matched contact's engagement transitions due at or
-        # before the intake fire first. (A purge due by then is left to its
-        # tick: firing it here would have to release identifiers this intake
-        # holds and re-route it; ticks come within ~0.5 s of the due time.)
-        purge = purge_due(matched)
-        until = intake.at if purge is None else min(intake.at, purge - 1)
-        due = fire_engagement_due(matched, until, _engagement_config(tenant))
-        matched, fired = due.contact, due.changes
-    decision = apply_intake(intake, owners, matched, _config(tenant))
+        # SPEC §3.7: the matched contact's transitions due at or before the
+        # intake fire first. (A purge due by then is left to its tick: firing
+        # it here would have to release identifiers this intake holds and
+        # re-route it; ticks come within ~0.5 s of the due time.)
+        due = fire_timers(matched, intake.at, _engagement_config(tenant), purge=False)
+        matched, fired, slots = due.contact, due.changes, due.quota
+    decision = apply_intake(intake, owners, matched, _config(tenant), _rules(tenant, operation))
     contact = decision.contact
+    if decision.needs_grant:
+        return NeedsGrant(contact.contact_id)
     after = unlock_messages(
         operation, tenant, contact.contact_id, decision.claimed, decision.released
     )
+    after += _quota_after(tenant, contact.contact_id, slots + decision.quota)
     return contact.contact_id, contact, fired + decision.changes, after
 
 
 # Commands that follow a merged id to its survivor; the others are rejected
 # `merged` on it (SPEC §3.3.5).
-FOLLOW_MERGE = frozenset({"update_contact", "suspend_contact", "unsuspend_contact"})
+FOLLOW_MERGE = frozenset(
+    {
+        "update_contact",
+        "suspend_contact",
+        "unsuspend_contact",
+        "set_marketing",
+        "add_to_list",
+        "remove_from_list",
+    }
+)
 
 
-def _decide_command(operation: dict[str, Any]) -> Outcome | None:
+def _decide_command(operation: dict[str, Any]) -> Outcome | NeedsGrant | None:
     payload = operation["command"]
     tenant, contact_id = payload["tenant_id"], payload["contact_id"]
     cause = Cause("command", payload["event_id"], payload["clamped"])
@@ -344,16 +392,24 @@ def _decide_command(operation: dict[str, Any]) -> Outcome | None:
         payload["at"],
         cause,
         owners_by_identifier(operation["owners"]),
+        _rules(tenant, operation),
     )
+    if decision.needs_grant:
+        return NeedsGrant(contact_id)
     changes = (fired.changes if fired else ()) + decision.changes
     released = (fired.released if fired else ()) + decision.released
     after = unlock_messages(operation, tenant, contact_id, decision.claimed, released)
+    after += _quota_after(tenant, contact_id, (fired.quota if fired else ()) + decision.quota)
     return contact_id, decision.contact, changes, after
 
 
 def domain_command(payload: dict[str, Any]) -> Command:
     """The routed command as the domain's dataclass."""
     tenant, contact_id, args = payload["tenant_id"], payload["contact_id"], payload["args"]
+    if payload["type"] == "set_marketing":
+        return SetMarketing(tenant, contact_id, args["marketing"], args["via"])
+    if payload["type"] in LIST_COMMANDS:
+        return LIST_COMMANDS[payload["type"]](tenant, contact_id, args["list_id"])
     if payload["type"] != "update_contact":
         return SIMPLE_COMMANDS[payload["type"]](tenant_id=tenant, contact_id=contact_id)
     return UpdateContact(
@@ -380,4 +436,8 @@ SIMPLE_COMMANDS: dict[str, Callable[..., Command]] = {
     "purge_contact": PurgeContact,
     "suspend_contact": SuspendContact,
     "unsuspend_contact": UnsuspendContact,
+}
+LIST_COMMANDS: dict[str, Callable[..., Command]] = {
+    "add_to_list": AddToList,
+    "remove_from_list": RemoveFromList,
 }

@@ -51,8 +51,9 @@ from stream.domain.normalize import Identifier
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_key, contact_key, merge_locks
 from stream.tables.identities import decode_entry, encode_entry, identity_key
+from stream.tables.quota import quota_fields
 from stream.tables.tenant_configs import engagement_config, identity_config, tenant_configs
-from stream.topics import contact_ops_topic
+from stream.topics import contact_ops_topic, quota_ops_topic
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ async def send_hop(contact_id: str, message: dict[str, Any]) -> None:
 
 
 CONTACT_OPS = "contact-ops"
+QUOTA_OPS = "quota-ops"  # an `after` entry for the tenant's quota (stream/agents/quota.py)
 
 
 def hop(key: str, message: dict[str, Any]) -> list[Any]:
@@ -87,6 +89,8 @@ async def send_after(entry: list[Any]) -> None:
     key, message = entry[0], entry[1]
     if entry[2:] == [CONTACT_OPS]:
         await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(message))
+    elif entry[2:] == [QUOTA_OPS]:
+        await quota_ops_topic.send(key=key.encode(), value=orjson.dumps(message))
     else:
         await send_identity_op(key, message)
 
@@ -323,6 +327,11 @@ async def _decide(operation: dict[str, Any]) -> Messages:
                 for m in decision.merged
             ]
             after += _unlocks(operation, claimed, decision.released)
+            # Slots move before the survivor takes other operations again.
+            after += [
+                [tenant, {"tenant_id": tenant, "contact_id": cid, **quota_fields(op)}, QUOTA_OPS]
+                for cid, op in decision.quota
+            ]
             after += _unfreezes(operation, [survivor_id])
     encoded = [
         orjson.dumps(c.as_json()).decode()

@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from stream.domain import engage
+from stream.domain import activation, engage
+from stream.domain import marketing as mkt
+from stream.domain.activation import MarketingRules
 from stream.domain.contact import (
     MERGED,
     PURGED,
@@ -118,6 +120,37 @@ class UnsuspendContact:
     contact_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetMarketing:
+    """Switch marketing by hand (SPEC §3.4.3); one contact of a bulk selection."""
+
+    type: ClassVar[str] = "set_marketing"
+    tenant_id: str
+    contact_id: str
+    marketing: bool = True
+    via: str = "profile"
+
+
+@dataclass(frozen=True, slots=True)
+class AddToList:
+    """Add to a static list: marketing contacts only (SPEC §3.4.8)."""
+
+    type: ClassVar[str] = "add_to_list"
+    tenant_id: str
+    contact_id: str
+    list_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFromList:
+    """Take out of a static list."""
+
+    type: ClassVar[str] = "remove_from_list"
+    tenant_id: str
+    contact_id: str
+    list_id: str = ""
+
+
 Command = (
     UpdateContact
     | DeleteContact
@@ -125,6 +158,9 @@ Command = (
     | PurgeContact
     | SuspendContact
     | UnsuspendContact
+    | SetMarketing
+    | AddToList
+    | RemoveFromList
 )
 # On a trashed contact only these commands apply (SPEC §3.3.2), and these are
 # the ones a merged id is rejected for (§3.3.5); the shell resolves a merged
@@ -147,6 +183,10 @@ class CommandDecision:
     changes: tuple[Change, ...]
     claimed: tuple[Identifier, ...] = ()
     released: tuple[Identifier, ...] = ()
+    # For the tenant's quota (stream/domain/marketing.py), in order.
+    quota: tuple[mkt.QuotaOp, ...] = ()
+    # Nothing was decided: ask the quota for a slot, then decide again with the grant.
+    needs_grant: bool = False
 
 
 def apply_command(
@@ -156,12 +196,14 @@ def apply_command(
     at: int,
     cause: Cause,
     owners: Mapping[Identifier, str] | None = None,
+    rules: MarketingRules | None = None,
 ) -> CommandDecision:
-    """Decide a command on one contact (SPEC §2.4, §3.3).
+    """Decide a command on one contact (SPEC §2.4, §3.3, §3.4).
 
     `contact` is the one `command.contact_id` names, None when unknown.
     `owners` holds the current owner of each identifier `update_contact`
-    adds, as for `apply_intake`; other commands ignore it.
+    adds, as for `apply_intake`; other commands ignore it. `rules` carry the
+    tenant's marketing rules and, on the second call, the quota's grant.
     """
     if contact is not None and contact.contact_id != command.contact_id:
         raise ValueError("contact does not agree with the command's contact_id")
@@ -188,6 +230,19 @@ def apply_command(
             return _set_suspended(log, command, True)
         case UnsuspendContact():
             return _set_suspended(log, command, False)
+        case SetMarketing():
+            step = activation.set_marketing(
+                log, command.marketing, command.via, rules or MarketingRules()
+            )
+            if step.needs_grant:
+                return CommandDecision(contact, (), needs_grant=True)
+            return CommandDecision(log.contact, tuple(log.changes), quota=step.quota)
+        case AddToList():
+            activation.add_to_list(log, command.list_id)
+            return CommandDecision(log.contact, tuple(log.changes))
+        case RemoveFromList():
+            activation.remove_from_list(log, command.list_id)
+            return CommandDecision(log.contact, tuple(log.changes))
 
 
 def reject_unversioned(
@@ -213,11 +268,10 @@ def _reject_unversioned(command: Command, reason: str, at: int, cause: Cause) ->
 def slot_hold_end(contact: Contact, config: IdentityConfig) -> int | None:
     """`activated_at + hold_days` while the contact's marketing slot is used (SPEC §3.3.1).
 
-    The hook that keeps a trashed marketing contact until its hold ends. No
-    contact has marketing state yet (it arrives with its issue), so none holds a
-    slot: always None.
+    A hold already running keeps its end (SPEC §2.5: a config change moves no
+    scheduled time).
     """
-    return None
+    return mkt.purge_not_before(contact.marketing, mkt.MarketingConfig(hold_days=config.hold_days))
 
 
 def purge_due_after_deletion(contact: Contact, config: IdentityConfig, at: int) -> int:
@@ -239,26 +293,54 @@ def purge_due(contact: Contact) -> int | None:
 
 
 def next_due(contact: Contact, config: EngagementConfig | None = None) -> int | None:
-    """When the contact's next timed transition (purge, tier boundary, status timer) is due.
+    """When the contact's next timed transition is due: purge, slot release, engagement.
 
-    Without marketing no status timer runs, and tier boundaries do not depend
-    on the config: the defaults serve until marketing is wired in.
+    Without the tenant's config the defaults serve: tier boundaries do not
+    depend on it, and the shell passes it wherever a status timer may run.
     """
-    dues = [purge_due(contact), engage.next_due(contact, config or EngagementConfig())]
+    dues = [
+        purge_due(contact),
+        activation.release_due(contact),
+        engage.next_due(contact, config or EngagementConfig()),
+    ]
     present = [due for due in dues if due is not None]
     return min(present) if present else None
 
 
-def fire_timers(contact: Contact, now: int, config: EngagementConfig) -> CommandDecision:
+def fire_timers(
+    contact: Contact, now: int, config: EngagementConfig, *, purge: bool = True
+) -> CommandDecision:
     """Everything due at or before `now`, in due order, each at its due time (SPEC §3.7).
 
-    A purge ends the contact's timers: engagement transitions fire only up to it.
+    A purge ends the contact's timers: the others fire only up to it. With
+    `purge=False` a due purge is left to its tick (an intake holding
+    identifier locks cannot re-route itself after releasing them).
     """
-    purge = purge_due(contact)
-    until = now if purge is None else min(now, purge)
-    fired = engage.fire_due(contact, until, config)
+    purge_at = purge_due(contact)
+    limit = now if purge_at is None else min(now, purge_at if purge else purge_at - 1)
+    changes: list[Change] = []
+    quota: list[mkt.QuotaOp] = []
+    # A release is due no later than the purge (SPEC §3.3.1): it fires up to `now` either way.
+    release_limit = now if purge_at is None else min(now, purge_at)
+    while (release := activation.release_due(contact)) is not None and release <= release_limit:
+        # Ties: the engagement transitions due at the same time go first.
+        fired = engage.fire_due(contact, release, config)
+        log = ChangeLog(fired.contact, TIMER, release)
+        quota.extend(activation.fire_release(log).quota)
+        contact = log.contact
+        changes.extend((*fired.changes, *log.changes))
+    fired = engage.fire_due(contact, limit, config)
+    changes.extend(fired.changes)
+    if not purge:
+        return CommandDecision(fired.contact, tuple(changes), quota=tuple(quota))
     purged = fire_purge(fired.contact, now)
-    return CommandDecision(purged.contact, fired.changes + purged.changes, (), purged.released)
+    return CommandDecision(
+        purged.contact,
+        (*changes, *purged.changes),
+        (),
+        purged.released,
+        quota=(*quota, *purged.quota),
+    )
 
 
 def fire_purge(contact: Contact, now: int) -> CommandDecision:
@@ -324,9 +406,10 @@ def _purge_command(
 def _purge(log: ChangeLog) -> CommandDecision:
     """Release every identifier and erase the data: a tombstone stays (SPEC §3.3.1)."""
     released = log.contact.identifiers
+    slot = mkt.drop_slot(log.contact.marketing)  # the slot goes with the contact (SPEC §3.4.7)
     log.contact = tombstone(log.contact, PURGED)
     log.emit("contact.purged", {})
-    return CommandDecision(log.contact, tuple(log.changes), (), released)
+    return CommandDecision(log.contact, tuple(log.changes), (), released, quota=slot.quota)
 
 
 def _set_suspended(log: ChangeLog, command: Command, suspended: bool) -> CommandDecision:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stream.domain.engagement import Engagement
+from stream.domain.marketing import Marketing
 from stream.domain.normalize import Identifier, Kind
 from stream.domain.timefmt import format_ms, format_optional_ms
 
@@ -102,6 +103,7 @@ class Contact:
     # When a trashed contact is due for purge (SPEC §3.3.1); None unless trashed.
     purge_after: int | None = None
     engagement: Engagement = field(default_factory=Engagement)
+    marketing: Marketing = field(default_factory=Marketing)
 
     @property
     def field_map(self) -> dict[str, TimedValue]:
@@ -243,8 +245,7 @@ def snapshot(contact: Contact) -> dict[str, Any]:
         "suspended": contact.suspended,
         "deleted_at": format_optional_ms(contact.deleted_at),
         "merged_into": contact.merged_into,
-        # Marketing arrives with its issue; until then every contact is a sales contact.
-        "marketing": {"active": False, "activated_at": None, "slot_held_until": None},
+        "marketing": contact.marketing.as_json(),
         "engagement": {
             "score": e.score,
             "score_at": format_optional_ms(e.score_at),

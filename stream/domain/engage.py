@@ -2,9 +2,9 @@
 
 `stream.domain.engagement` decides on the engagement state alone; here that
 state lives in a `Contact` and its transitions become change events with
-consecutive versions. Marketing is not wired yet, so every contact is a
-sales contact: no campaign status, but score, `last_*_at`, `activity` and
-the recency tier all apply (SPEC §3.5.3, §3.6).
+consecutive versions. Campaign status applies to marketing contacts only;
+score, `last_*_at`, `activity` and the recency tier apply to every contact
+(SPEC §3.5.3, §3.6).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class EngageDecision:
 
 
 def is_marketing(contact: Contact) -> bool:
-    """No contact is marketing until the marketing issue wires activation in."""
-    return False
+    """Marketing now (SPEC §3.4): the campaign status runs for these only."""
+    return contact.marketing.active
 
 
 def apply_engagement(
@@ -68,7 +68,7 @@ def apply_engagement(
     for transition in transitions:
         if isinstance(transition, eng.Scored) and not emit_scores:
             continue
-        _emit(log, transition)
+        emit_transition(log, transition)
     return EngageDecision(log.contact, fired.changes + tuple(log.changes))
 
 
@@ -98,13 +98,14 @@ def fire_due(contact: Contact, until: int, config: eng.EngagementConfig) -> Enga
     current = replace(contact, engagement=state)
     for transition in transitions:
         log = ChangeLog(current, TIMER, transition.at)
-        _emit(log, transition)
+        emit_transition(log, transition)
         current = log.contact
         changes.extend(log.changes)
     return EngageDecision(current, tuple(changes))
 
 
-def _emit(log: ChangeLog, transition: eng.Transition) -> None:
+def emit_transition(log: ChangeLog, transition: eng.Transition) -> None:
+    """One transition's change event on the contact, if it is published."""
     change_type, data = _change(transition)
     if change_type:
         log.emit(change_type, data)

@@ -214,6 +214,29 @@ def on_deactivation(state: Engagement, at: int) -> tuple[Engagement, list[Transi
     return _enter(state, at, None, "deactivated", out), out
 
 
+def on_merge(
+    state: Engagement, at: int, config: EngagementConfig, marketing: bool, suppressed: str | None
+) -> tuple[Engagement, list[Transition]]:
+    """The survivor's campaign status after a merge (SPEC §3.3.5), its score already summed.
+
+    `suppressed`: the reason of a participant suppressed for good, which the
+    survivor keeps. Then `suppressed` (same reason); else `engaged` (reason
+    `merged`) if the summed score reaches the threshold; else as it was.
+    """
+    s = state
+    if suppressed is not None and s.suppressed_for_good is None:
+        s = replace(s, suppressed_for_good=suppressed)
+    out: list[Transition] = []
+    if not marketing or not config.marketing_module:
+        return s, out
+    if s.suppressed_for_good is not None:
+        if s.campaign_status != SUPPRESSED:
+            s = _enter(s, at, SUPPRESSED, s.suppressed_for_good, out)
+    elif s.campaign_status != ENGAGED and s.score_value(at, config) >= config.engaged_threshold:
+        s = _enter(s, at, ENGAGED, "merged", out)
+    return s, out
+
+
 def refresh_tier(
     state: Engagement, at: int, suspended: bool
 ) -> tuple[Engagement, list[Transition]]:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stream.domain import activation
+from stream.domain.activation import MarketingRules
 from stream.domain.contact import (
     LIVE,
     TRASHED,
@@ -25,6 +27,7 @@ from stream.domain.contact import (
     same_value,
     snapshot,
 )
+from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 
 MANUAL = "manual"
@@ -95,6 +98,9 @@ class IntakeDecision:
     changes: tuple[Change, ...]
     claimed: tuple[Identifier, ...]  # identifiers now owned by `contact`
     released: tuple[Identifier, ...] = ()  # identifiers `contact` gave up (none for intakes)
+    quota: tuple[QuotaOp, ...] = ()  # for the tenant's quota, in order
+    # Nothing was decided: ask the quota for a slot, then decide again with the grant.
+    needs_grant: bool = False
 
 
 def find_match(identifiers: Normalized, owners: Mapping[Identifier, str]) -> Match | None:
@@ -112,8 +118,13 @@ def apply_intake(
     owners: Mapping[Identifier, str],
     matched: Contact | None,
     config: IdentityConfig,
+    rules: MarketingRules | None = None,
 ) -> IntakeDecision:
     """Decide an intake's effect given the current owner of each of its identifiers.
+
+    `rules`: the tenant's marketing rules and, on the second call of an
+    intake that activates, the quota's grant (stream/domain/activation.py);
+    None leaves marketing out (the identity rules alone).
 
     `matched` is the contact `find_match` names (None when there is no match).
     Owners are live or trashed contacts alike (SPEC §3.2.3): a trashed match is
@@ -124,7 +135,7 @@ def apply_intake(
     match = find_match(intake.identifiers, owners)
     cause = Cause(intake.cause_kind, intake.event_id, intake.clamped)
     if match is None:
-        return _create(intake, owners, config, cause)
+        return _create(intake, owners, config, cause, rules)
     if matched is None or matched.contact_id != match.contact_id:
         raise ValueError("matched contact does not agree with the identifier owners")
     if not matched.holds_identifiers:
@@ -155,11 +166,20 @@ def apply_intake(
         log, intake.identifiers.identifiers, owners, config, {"match": match_json}
     )
     _update_profile(log, intake, match_json)
+    step = _marketing(log, intake, rules)
+    if step.needs_grant:
+        return IntakeDecision(matched, (), (), needs_grant=True)
     if readded and config.readd_deleted_policy == SUSPEND and not log.contact.suspended:
         # Last of the input's events (SPEC §2.6 order).
         log.contact = replace(log.contact, suspended=True)
         log.emit("contact.suspended", {"match": match_json})
-    return IntakeDecision(log.contact, tuple(log.changes), claimed)
+    return IntakeDecision(log.contact, tuple(log.changes), claimed, quota=step.quota)
+
+
+def _marketing(log: ChangeLog, intake: Intake, rules: MarketingRules | None) -> activation.Step:
+    if rules is None:
+        return activation.Step()
+    return activation.on_intake(log, intake.source, intake.marketing, rules)
 
 
 def restored(contact: Contact) -> Contact:
@@ -168,7 +188,11 @@ def restored(contact: Contact) -> Contact:
 
 
 def _create(
-    intake: Intake, owners: Mapping[Identifier, str], config: IdentityConfig, cause: Cause
+    intake: Intake,
+    owners: Mapping[Identifier, str],
+    config: IdentityConfig,
+    cause: Cause,
+    rules: MarketingRules | None,
 ) -> IntakeDecision:
     contact_id = _new_contact_id(intake)
     kept: dict[Kind, list[str]] = {Kind.EMAIL: [], Kind.PHONE: []}
@@ -213,7 +237,10 @@ def _create(
     claimed = tuple(
         Identifier(kind, value) for kind in (Kind.EMAIL, Kind.PHONE) for value in kept[kind]
     )
-    return IntakeDecision(log.contact, tuple(log.changes), claimed)
+    step = _marketing(log, intake, rules)
+    if step.needs_grant:
+        return IntakeDecision(log.contact, (), claimed, needs_grant=True)
+    return IntakeDecision(log.contact, tuple(log.changes), claimed, quota=step.quota)
 
 
 def add_identifiers(

@@ -150,7 +150,14 @@ class ScheduleRelease:
     at: int | None
 
 
-QuotaOp = ReleaseSlot | ScheduleRelease
+@dataclass(frozen=True, slots=True)
+class TakeSlot:
+    """A merge hands this contact a merged contact's slot, under its request id (no limit check)."""
+
+    request_id: int
+
+
+QuotaOp = ReleaseSlot | ScheduleRelease | TakeSlot
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +294,23 @@ def drop_slot(state: Marketing) -> Decision:
     )
 
 
+def take_over(state: Marketing, merged: Marketing, at: int) -> Decision:
+    """A sales survivor takes a merged contact's slot (SPEC §3.3.5): reused, same `activated_at`.
+
+    The survivor's own held slot, if any, is given back: a contact holds one slot.
+    """
+    if state.active or not merged.active or merged.slot_request is None:
+        raise MarketingError("only a sales survivor takes over an active merged slot")
+    ops: tuple[QuotaOp, ...] = ()
+    if state.slot_request is not None and state.holds_slot:
+        ops = (ReleaseSlot(state.slot_request),)
+    activated_at = merged.activated_at if merged.activated_at is not None else at
+    new = Marketing(active=True, activated_at=activated_at, slot_request=merged.slot_request)
+    return Decision(
+        new, (Activated(at, activated_at, "reused"),), (*ops, TakeSlot(new.slot_request or 0))
+    )
+
+
 def purge_not_before(state: Marketing, config: MarketingConfig) -> int | None:
     """SPEC §3.3.1: a trashed contact is not purged before its slot's hold ends."""
     if not state.holds_slot:
@@ -318,7 +342,15 @@ def _check_no_release_due(state: Marketing, at: int) -> None:
 def _unused(
     state: Marketing, grant: Grant | None, *events: Event, ops: tuple[QuotaOp, ...] = ()
 ) -> Decision:
-    """A decision that took no new slot: a slot granted for it goes back at once."""
+    """A decision that took no new slot: a slot granted for it goes back at once.
+
+    Unless the contact holds a slot already: the quota then re-keyed that one
+    slot to the grant's request (`quota.request_for`), and the contact adopts
+    the new id so that its later release names the slot the quota holds.
+    """
     if grant is not None and grant.granted and grant.request_id != state.slot_request:
-        ops = (*ops, ReleaseSlot(grant.request_id))
+        if state.holds_slot:
+            state = replace(state, slot_request=grant.request_id)
+        else:
+            ops = (*ops, ReleaseSlot(grant.request_id))
     return Decision(state, events, ops)

@@ -4,11 +4,11 @@ The shell resolves aliases first (a merged id names its survivor only for
 other commands: here it is rejected) and loads every participant; an unknown
 id it rejects itself with `reject_unversioned(..., "unknown_contact", ...)`.
 
-Not here yet: the marketing part (a sales survivor taking over the earliest
-merged slot, every other slot released), the score sum, `activity` and
-`last_*_at`, the campaign status and lists (a union only if the survivor ends
-marketing). They arrive with the marketing and engagement issues; until then
-the survivor keeps its own lists.
+Marketing: a sales survivor takes over the active merged slot with the
+earliest `activated_at` (`marketing.activated`, slot `reused`, no quota
+check); every other merged slot is released at once; lists are united only
+if the survivor ends marketing. The quota ops name their contact: a merge
+moves slots between contacts.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stream.domain import marketing as mkt
 from stream.domain.commands import reject_unversioned
 from stream.domain.contact import (
     LIVE,
@@ -31,10 +32,17 @@ from stream.domain.contact import (
     same_value,
     tombstone,
 )
-from stream.domain.engagement import EngagementConfig, refresh_tier
+from stream.domain.engage import emit_transition
+from stream.domain.engagement import (
+    EngagementConfig,
+    Transition,
+    on_activation,
+    on_merge,
+    refresh_tier,
+)
 from stream.domain.identity import IdentityConfig, add_identifiers
+from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier
-from stream.domain.tiers import TierChange
 
 MERGE = "merge_contacts"
 
@@ -54,6 +62,8 @@ class MergeDecision:
     changes: tuple[Change, ...]
     claimed: tuple[Identifier, ...] = ()
     released: tuple[Identifier, ...] = ()
+    # (contact_id, op) for the tenant's quota, in order.
+    quota: tuple[tuple[str, QuotaOp], ...] = ()
 
     @property
     def rejected(self) -> bool:
@@ -127,23 +137,66 @@ def merge_contacts(
     changed = _merge_profile(log, merged)
     if changed:
         log.emit("contact.updated", {"changed": changed})
+    engagement = engagement or EngagementConfig()
+    was_marketing = log.contact.marketing.active
+    quota = _merge_marketing(log, merged, engagement.marketing_module)
     suspends = not log.contact.suspended and any(m.suspended for m in merged)
-    _merge_engagement(log, merged, engagement, suspended=log.contact.suspended or suspends)
+    _merge_engagement(
+        log,
+        merged,
+        engagement,
+        suspended=log.contact.suspended or suspends,
+        activated=log.contact.marketing.active and not was_marketing,
+    )
     if suspends:
         log.contact = replace(log.contact, suspended=True)
         log.emit("contact.suspended", {})
     changes.extend(log.changes)
-    return MergeDecision(log.contact, tuple(gone), tuple(changes), tuple(claimed), released)
+    return MergeDecision(
+        log.contact, tuple(gone), tuple(changes), tuple(claimed), released, tuple(quota)
+    )
+
+
+def _merge_marketing(
+    log: ChangeLog, merged: Sequence[Contact], module: bool
+) -> list[tuple[str, QuotaOp]]:
+    """Slots and lists of a merge (SPEC §3.3.5); the survivor's ops come after the merged ones."""
+    survivor = log.contact
+    quota: list[tuple[str, QuotaOp]] = []
+    active = [m for m in merged if m.marketing.active]
+    taken = None
+    if module and not survivor.marketing.active and active:
+        taken = min(active, key=lambda m: m.marketing.activated_at or 0)
+    for m in merged:
+        if m.marketing.holds_slot:
+            quota.extend((m.contact_id, op) for op in mkt.drop_slot(m.marketing).quota)
+    if taken is not None:
+        decision = mkt.take_over(survivor.marketing, taken.marketing, log.at)
+        log.contact = replace(log.contact, marketing=decision.state)
+        for event in decision.events:
+            log.emit(event.type, event.data())
+        quota.extend((survivor.contact_id, op) for op in decision.quota)
+    if log.contact.marketing.active:
+        lists = tuple(dict.fromkeys(x for c in (log.contact, *merged) for x in c.lists))
+        added = [x for x in lists if x not in log.contact.lists]
+        log.contact = replace(log.contact, lists=lists)
+        for list_id in added:
+            log.emit("list.added", {"list_id": list_id, "reason": "merged"})
+    return quota
 
 
 def _merge_engagement(
-    log: ChangeLog, merged: Sequence[Contact], config: EngagementConfig | None, suspended: bool
+    log: ChangeLog,
+    merged: Sequence[Contact],
+    config: EngagementConfig,
+    suspended: bool,
+    activated: bool,
 ) -> None:
-    """Latest `activity` and `last_*_at`, the scores summed at the merge's `at`, the tier after.
+    """Latest `activity` and `last_*_at`, the scores summed at the merge's `at`, the
+    campaign status (SPEC §3.3.5), then the tier.
 
     Counters (`sends_since_engagement`, `reactivation_cycle`) stay the survivor's.
     """
-    config = config or EngagementConfig()
     own = log.contact.engagement
     states = [own, *(m.engagement for m in merged)]
     scored = [e for e in states if e.score_at is not None]
@@ -159,11 +212,17 @@ def _merge_engagement(
         last_activity_at=_latest(e.last_activity_at for e in states),
         activity=tuple(sorted(activity.items())),
     )
-    state, transitions = refresh_tier(state, log.at, suspended)
+    status: list[Transition] = []
+    if activated:
+        state, status = on_activation(state, log.at, config)
+    suppressed = next(
+        (m.engagement.suppressed_for_good for m in merged if m.engagement.suppressed_for_good), None
+    )
+    state, more = on_merge(state, log.at, config, log.contact.marketing.active, suppressed)
+    state, tiers = refresh_tier(state, log.at, suspended)
     log.contact = replace(log.contact, engagement=state)
-    for tier in transitions:
-        if isinstance(tier, TierChange):
-            log.emit("activity_tier.changed", {"from": tier.from_, "to": tier.to})
+    for transition in (*status, *more, *tiers):
+        emit_transition(log, transition)
 
 
 def _latest(times: Iterable[int | None]) -> int | None:

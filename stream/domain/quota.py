@@ -89,55 +89,104 @@ class Quota:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """What the quota keeps of one contact: its slot (if it holds one) and its recent answers.
+
+    The shell stores one per contact (a tenant's whole quota in one value
+    would grow with its contacts); `used` is then the number of holders with
+    a slot, counted by the shell from the stored entries.
+    """
+
+    slot: Slot | None = None
+    answers: tuple[Grant, ...] = ()
+
+
+def request_for(
+    holder: Holder, request_id: int, used: int, config: MarketingConfig
+) -> tuple[Holder, Grant]:
+    """One contact's slot request, given the tenant's `used` (SPEC §3.4.4).
+
+    A repeated request gets its first answer. A contact that already holds a
+    slot is granted again without counting twice; its slot is re-keyed to the
+    new request, which the contact adopts (stream/domain/activation.py).
+    """
+    if request_id < 0:
+        raise QuotaError("a slot request needs a request id >= 0")
+    for earlier in holder.answers:
+        if earlier.request_id == request_id:
+            return holder, replace(earlier, duplicate=True)
+    limit = config.marketing_limit
+    if holder.answers and request_id < holder.answers[-1].request_id:
+        # Older than the newest answer and forgotten: a late duplicate. It takes
+        # nothing, so it can never leak a slot; no contact still waits for it.
+        return holder, Grant(request_id, False, used, limit, duplicate=True)
+    slot = holder.slot
+    if slot is not None:
+        slot, grant = Slot(request_id), Grant(request_id, True, used, limit)
+    elif limit is None or used < limit:
+        slot, grant = Slot(request_id), Grant(request_id, True, used + 1, limit)
+    elif config.limit_policy == "allow_overage":
+        slot, grant = Slot(request_id), Grant(request_id, True, used + 1, limit, exceeded=True)
+    else:
+        grant = Grant(request_id, False, used, limit)
+    return Holder(slot, (*holder.answers, grant)[-ANSWERS_KEPT:]), grant
+
+
+def release_for(holder: Holder, request_id: int) -> Holder:
+    """Free the slot taken by `request_id`; a stale or repeated release does nothing."""
+    if holder.slot is None or holder.slot.request_id != request_id:
+        return holder
+    return replace(holder, slot=None)
+
+
+def schedule_for(holder: Holder, request_id: int, at: int | None) -> Holder:
+    """Record when a held slot will be released (None: the contact re-activated)."""
+    slot = holder.slot
+    if slot is None or slot.request_id != request_id or slot.release_at == at:
+        return holder
+    return replace(holder, slot=replace(slot, release_at=at))
+
+
+def transfer_for(holder: Holder, request_id: int) -> Holder:
+    """A merge hands the contact a merged contact's slot (SPEC §3.3.5): no limit check."""
+    return replace(holder, slot=Slot(request_id))
+
+
 def request_slot(
     quota: Quota, contact_id: str, request_id: int, config: MarketingConfig
 ) -> tuple[Quota, Grant]:
     """Grant or refuse a slot (SPEC §3.4.4); a repeated request gets its first answer."""
-    if not contact_id or request_id < 0:
+    if not contact_id:
         raise QuotaError("a slot request needs a contact id and a request id >= 0")
-    answered = quota.answers.get(contact_id, ())
-    for earlier in answered:
-        if earlier.request_id == request_id:
-            return quota, replace(earlier, duplicate=True)
-    limit = config.marketing_limit
-    used = quota.used
-    if answered and request_id < answered[-1].request_id:
-        # Older than the newest answer and forgotten: a late duplicate. It takes
-        # nothing, so it can never leak a slot; no contact still waits for it.
-        return quota, Grant(request_id, False, used, limit, duplicate=True)
-    holders = dict(quota.holders)
-    if contact_id in holders:
-        # A contact holds one slot at most: a new request re-keys the slot it
-        # already holds rather than counting the contact twice.
-        holders[contact_id] = Slot(request_id)
-        grant = Grant(request_id, True, used, limit)
-    elif limit is None or used < limit:
-        holders[contact_id] = Slot(request_id)
-        grant = Grant(request_id, True, used + 1, limit)
-    elif config.limit_policy == "allow_overage":
-        holders[contact_id] = Slot(request_id)
-        grant = Grant(request_id, True, used + 1, limit, exceeded=True)
-    else:
-        grant = Grant(request_id, False, used, limit)
-    answers = {**quota.answers, contact_id: (*answered, grant)[-ANSWERS_KEPT:]}
-    return Quota(limit=limit, holders=holders, answers=answers), grant
+    holder, grant = request_for(_holder(quota, contact_id), request_id, quota.used, config)
+    answers = {**quota.answers, contact_id: holder.answers}
+    quota = _with(quota, contact_id, holder.slot)
+    return Quota(limit=config.marketing_limit, holders=quota.holders, answers=answers), grant
 
 
 def release_slot(quota: Quota, contact_id: str, request_id: int) -> Quota:
     """Free the contact's slot taken by `request_id`; a stale or repeated release does nothing."""
-    slot = quota.holders.get(contact_id)
-    if slot is None or slot.request_id != request_id:
-        return quota
-    holders = {k: v for k, v in quota.holders.items() if k != contact_id}
-    return replace(quota, holders=holders)
+    return _with(quota, contact_id, release_for(_holder(quota, contact_id), request_id).slot)
 
 
 def schedule_release(quota: Quota, contact_id: str, request_id: int, at: int | None) -> Quota:
     """Record when a held slot will be released (None: the contact re-activated)."""
-    slot = quota.holders.get(contact_id)
-    if slot is None or slot.request_id != request_id or slot.release_at == at:
+    holder = schedule_for(_holder(quota, contact_id), request_id, at)
+    return _with(quota, contact_id, holder.slot)
+
+
+def _holder(quota: Quota, contact_id: str) -> Holder:
+    return Holder(quota.holders.get(contact_id), tuple(quota.answers.get(contact_id, ())))
+
+
+def _with(quota: Quota, contact_id: str, slot: Slot | None) -> Quota:
+    if quota.holders.get(contact_id) == slot:
         return quota
-    return replace(quota, holders={**quota.holders, contact_id: replace(slot, release_at=at)})
+    holders = {k: v for k, v in quota.holders.items() if k != contact_id}
+    if slot is not None:
+        holders[contact_id] = slot
+    return replace(quota, holders=holders)
 
 
 def releases(quota: Quota) -> tuple[Release, ...]:

@@ -11,6 +11,7 @@ import orjson
 
 from stream.domain.contact import Contact, TimedValue
 from stream.domain.engagement import Engagement
+from stream.domain.marketing import Marketing
 
 
 def _timed(tv: TimedValue | None) -> list[Any] | None:
@@ -42,8 +43,19 @@ def encode_contact(contact: Contact) -> bytes:
             "merged_into": contact.merged_into,
             "purge_after": contact.purge_after,
             "engagement": _encode_engagement(contact.engagement),
+            "marketing": _encode_marketing(contact.marketing),
         }
     )
+
+
+def _encode_marketing(m: Marketing) -> list[Any] | None:
+    if m == Marketing():
+        return None  # a sales contact that never held a slot
+    return [m.active, m.activated_at, m.slot_held_until, m.slot_request]
+
+
+def _decode_marketing(raw: list[Any] | None) -> Marketing:
+    return Marketing() if raw is None else Marketing(*raw)
 
 
 def _encode_engagement(e: Engagement) -> dict[str, Any] | None:
@@ -100,4 +112,5 @@ def decode_contact(raw: bytes) -> Contact:
         # Values written before `purge_after` existed have no such key.
         purge_after=d.get("purge_after"),
         engagement=_decode_engagement(d.get("engagement")),
+        marketing=_decode_marketing(d.get("marketing")),
     )

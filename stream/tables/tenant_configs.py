@@ -24,6 +24,7 @@ from mode import Service
 from stream.app import settings
 from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig
+from stream.domain.marketing import MarketingConfig
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import InputRejected, TenantConfig, decode_tenant_config, is_valid_tenant_id
 from stream.security import client_options
@@ -56,6 +57,16 @@ def engagement_config(config: TenantConfig) -> EngagementConfig:
         reactivation_interval_days=config.reactivation_interval_days,
         reactivation_attempts=config.reactivation_attempts,
         marketing_module=config.marketing_module,
+    )
+
+
+def marketing_config(config: TenantConfig) -> MarketingConfig:
+    """The part of a tenant's config the marketing and quota rules read."""
+    return MarketingConfig(
+        marketing_module=config.marketing_module,
+        marketing_limit=config.marketing_limit,
+        limit_policy=config.limit_policy,
+        hold_days=config.hold_days,
     )
 
 

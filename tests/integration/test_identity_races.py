@@ -19,7 +19,12 @@ from tests.integration.reference import compare, reference_changes
 from tests.integration.test_intake_path import intake, of_type
 
 pytestmark = pytest.mark.integration
-HOPS = ("contacts.intake.v1", "contact-stream.identity-ops.v1", "contact-stream.contact-ops.v1")
+HOPS = (
+    "contacts.intake.v1",
+    "contact-stream.identity-ops.v1",
+    "contact-stream.contact-ops.v1",
+    "contact-stream.quota-ops.v1",
+)
 
 
 async def two_workers(env: Env) -> list[Worker]:

@@ -550,23 +550,24 @@ def test_purge_contact_without_a_hold_purges_now_releasing_every_identifier() ->
     world.check_identity_invariants()
 
 
-def test_purge_contact_inside_the_hold_moves_purge_after_to_its_end_with_contact_updated(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world, cid = ana_world()
-    world.command(DeleteContact("acme", cid), T0, "d")
-    monkeypatch.setattr(commands, "slot_hold_end", lambda contact, config: T0 + 10 * DAY)
-    d = world.command(PurgeContact("acme", cid), T0 + DAY, "p")
+def test_purge_contact_inside_the_hold_moves_purge_after_to_its_end_with_contact_updated() -> None:
+    # A form intake at T0 activates: the slot's hold ends at T0 + 30 days.
+    world, cid = ana_world(source="form")
+    world.command(DeleteContact("acme", cid), T0 + DAY, "d")
+    assert world.contacts[cid].purge_after == T0 + 31 * DAY
+    d = world.command(PurgeContact("acme", cid), T0 + 2 * DAY, "p")
     assert types(d) == ["contact.updated"]
     assert d.changes[0].data == {
-        "changed": {"purge_after": [format_ms(T0 + 30 * DAY), format_ms(T0 + 10 * DAY)]}
+        "changed": {"purge_after": [format_ms(T0 + 31 * DAY), format_ms(T0 + 30 * DAY)]}
     }
     assert d.released == ()
-    assert d.contact is not None and d.contact.purge_after == T0 + 10 * DAY
-    assert types(world.command(PurgeContact("acme", cid), T0 + 2 * DAY, "p2")) == []
-    # At or after the hold's end it purges at once.
-    late = world.command(PurgeContact("acme", cid), T0 + 10 * DAY, "p3")
-    assert types(late) == ["contact.purged"]
+    assert d.contact is not None and d.contact.purge_after == T0 + 30 * DAY
+    assert types(world.command(PurgeContact("acme", cid), T0 + 3 * DAY, "p2")) == []
+    assert world.quota.used == 1  # a trashed marketing contact keeps its slot (SPEC §3.4.7)
+    # The purge fires at the hold's end, and the slot goes with the contact.
+    (fired,) = world.tick(T0 + 30 * DAY)
+    assert types(fired) == ["contact.purged"] and fired.changes[0].at == T0 + 30 * DAY
+    assert world.quota.used == 0
 
 
 def test_purge_timer_is_due_exactly_at_purge_after() -> None:

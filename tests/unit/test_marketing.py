@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pytest
@@ -282,10 +282,16 @@ def test_purge_waits_for_the_hold_while_the_slot_is_used() -> None:
 
 
 def test_a_grant_that_is_not_used_goes_back_to_the_quota() -> None:
-    decision = set_marketing(ACTIVE, T + DAY_MS, CFG, True, "api", GRANT)
-    assert decision == Decision(ACTIVE, quota=(ReleaseSlot(1),))
     rejected = set_marketing(SALES, T, CFG, True, "automation", GRANT)
     assert rejected.quota == (ReleaseSlot(1),)
+
+
+def test_a_grant_to_a_contact_holding_a_slot_is_adopted_not_released() -> None:
+    # The quota re-keyed the contact's one slot to the new request: releasing
+    # it would free the slot the contact still uses; keeping the old id would
+    # make its later release miss.
+    decision = set_marketing(ACTIVE, T + DAY_MS, CFG, True, "api", GRANT)
+    assert decision == Decision(replace(ACTIVE, slot_request=1))
 
 
 def test_wants_marketing_refuses_an_unknown_source() -> None:

@@ -186,7 +186,7 @@ def test_a_field_cleared_everywhere_keeps_the_latest_clear() -> None:
 def test_source_and_created_at_are_the_survivors() -> None:
     world, ana, bob, _ = people()
     d = merge(world, ana, [bob])
-    assert d.survivor.source == "form"
+    assert d.survivor.source == "import"
     assert d.survivor.created_at == world.contacts[ana].created_at == T0
 
 

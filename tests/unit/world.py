@@ -7,13 +7,15 @@ and timers through it, updating the owners map from `claimed` / `released`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+from stream.domain.activation import MarketingRules
 from stream.domain.commands import (
     Command,
     CommandDecision,
     apply_command,
-    fire_purge,
+    fire_timers,
     reject_unversioned,
 )
 from stream.domain.contact import Cause, Change, Contact
@@ -25,8 +27,10 @@ from stream.domain.identity import (
     apply_intake,
     find_match,
 )
+from stream.domain.marketing import QuotaOp, ReleaseSlot, ScheduleRelease, TakeSlot
 from stream.domain.merge import MergeDecision, merge_contacts
 from stream.domain.normalize import Identifier, Kind, normalize_identifiers
+from stream.domain.quota import Quota, Slot, release_slot, request_slot, schedule_release
 
 T0 = 1_764_000_000_000
 TENANT = "acme"
@@ -44,7 +48,7 @@ def intake(
     return Intake(
         tenant_id=TENANT,
         event_id=event_id,
-        source=str(kwargs.pop("source", "form")),
+        source=str(kwargs.pop("source", "import")),
         identifiers=ids,
         at=at,
         origin=Origin("contacts.intake.v1", 0, offset),
@@ -63,11 +67,33 @@ def cmd(event_id: str) -> Cause:
 class World:
     """Tables as the shell holds them; every decision is stored and its owners applied."""
 
-    def __init__(self, config: IdentityConfig | None = None) -> None:
+    def __init__(
+        self, config: IdentityConfig | None = None, rules: MarketingRules | None = None
+    ) -> None:
         self.config = config or IdentityConfig()
+        self.rules = rules or MarketingRules()
         self.owners: dict[Identifier, str] = {}
         self.contacts: dict[str, Contact] = {}
         self.published: list[Change] = []
+        # The tenant's quota, asked at once (the shell's hop to the quota's owner).
+        self.quota = Quota(limit=self.rules.config.marketing_limit)
+        self.requests = 0
+
+    def _granted(self, contact_id: str) -> MarketingRules:
+        self.requests += 1
+        self.quota, grant = request_slot(self.quota, contact_id, self.requests, self.rules.config)
+        return replace(self.rules, grant=grant)
+
+    def _send_quota(self, contact_id: str, ops: Sequence[QuotaOp]) -> None:
+        for op in ops:
+            match op:
+                case ReleaseSlot():
+                    self.quota = release_slot(self.quota, contact_id, op.request_id)
+                case ScheduleRelease():
+                    self.quota = schedule_release(self.quota, contact_id, op.request_id, op.at)
+                case TakeSlot():
+                    holders = {**self.quota.holders, contact_id: Slot(op.request_id)}
+                    self.quota = replace(self.quota, holders=holders)
 
     def owners_of(self, identifiers: Sequence[Identifier]) -> Mapping[Identifier, str]:
         return {i: self.owners[i] for i in identifiers if i in self.owners}
@@ -76,8 +102,12 @@ class World:
         owners = self.owners_of(item.identifiers.identifiers)
         match = find_match(item.identifiers, owners)
         matched = None if match is None else self.contacts[match.contact_id]
-        decision = apply_intake(item, owners, matched, self.config)
+        decision = apply_intake(item, owners, matched, self.config, self.rules)
+        if decision.needs_grant:
+            rules = self._granted(decision.contact.contact_id)
+            decision = apply_intake(item, owners, matched, self.config, rules)
         self._store(decision.contact, decision.changes, decision.claimed, decision.released)
+        self._send_quota(decision.contact.contact_id, decision.quota)
         return decision
 
     def command(self, command: Command, at: int, event_id: str) -> CommandDecision:
@@ -86,16 +116,31 @@ class World:
             adds = [Identifier(Kind.EMAIL, v) for v in command.add_emails] + [
                 Identifier(Kind.PHONE, v) for v in command.add_phones
             ]
-        decision = apply_command(
-            self.contacts.get(command.contact_id),
-            command,
-            self.config,
-            at,
-            cmd(event_id),
-            self.owners_of(adds),
-        )
+        contact = self.contacts.get(command.contact_id)
+        fired = self._fire(contact, at)
+        contact = contact if fired is None else fired.contact
+
+        def decide(rules: MarketingRules) -> CommandDecision:
+            return apply_command(
+                contact, command, self.config, at, cmd(event_id), self.owners_of(adds), rules
+            )
+
+        decision = decide(self.rules)
+        if decision.needs_grant:
+            decision = decide(self._granted(command.contact_id))
         self._store(decision.contact, decision.changes, decision.claimed, decision.released)
+        self._send_quota(command.contact_id, decision.quota)
         return decision
+
+    def _fire(self, contact: Contact | None, at: int) -> CommandDecision | None:
+        """What is due on the contact at or before `at` fires first (SPEC §3.7)."""
+        if contact is None:
+            return None
+        fired = fire_timers(contact, at, self.rules.engagement)
+        if fired.changes:
+            self._store(fired.contact, fired.changes, fired.claimed, fired.released)
+            self._send_quota(contact.contact_id, fired.quota)
+        return fired
 
     def merge(
         self, survivor_id: str, merged_ids: Sequence[str], at: int, event_id: str
@@ -123,14 +168,15 @@ class World:
                 del self.owners[ident]
         # Moved identifiers: the new owner overwrites the merged one.
         self._store(decision.survivor, decision.changes, decision.claimed, ())
+        for contact_id, op in decision.quota:
+            self._send_quota(contact_id, [op])
         return decision
 
     def tick(self, now: int) -> list[CommandDecision]:
         fired = []
         for contact in list(self.contacts.values()):
-            decision = fire_purge(contact, now)
-            if decision.changes:
-                self._store(decision.contact, decision.changes, decision.claimed, decision.released)
+            decision = self._fire(contact, now)
+            if decision is not None and decision.changes:
                 fired.append(decision)
         return fired
 
