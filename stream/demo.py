@@ -4,7 +4,9 @@ The demo starts the local stack (unless servers are given), one worker
 process, a seeded feeder of realistic intakes (form, landing page and import
 sources with overlapping emails and phones, a little garbage), and a terminal
 view of what comes out: contacts created, change events by type, dead letters
-by reason, and what the Redis read model holds.
+by reason, the tenant's marketing quota (its plan allows fewer marketing
+contacts than the crowd has, so activations start being refused) and what
+the Redis read model holds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -41,6 +44,9 @@ TAGS = ["webinar", "ebook", "newsletter", "black-friday", "trial"]
 
 
 INTAKE, ENGAGEMENT = "contacts.intake.v1", "contacts.engagement.v1"
+TENANT_CONFIG = "tenants.config.v1"
+# The demo tenant's plan: fewer marketing slots than people who will ask for one.
+DEMO_CONFIG = {"marketing_limit": 250}
 
 
 @dataclass
@@ -120,6 +126,7 @@ class Tally:
     dead: Counter[str] = field(default_factory=Counter)
     redis_contacts: int = 0
     redis_error: str | None = None
+    quota: str = "-"
     started: float = field(default_factory=time.monotonic)
 
 
@@ -131,7 +138,7 @@ async def feed(
     )
     await producer.start()
     try:
-        topics = {kind: settings.topic(kind) for kind in (INTAKE, ENGAGEMENT)}
+        topics = {kind: settings.topic(kind) for kind in (INTAKE, ENGAGEMENT, TENANT_CONFIG)}
         # The worker creates its topics (the broker does not auto-create them):
         # wait for it rather than fail the first send.
         while not stop.is_set():
@@ -141,6 +148,7 @@ async def feed(
                 break
             except KafkaError:
                 await asyncio.sleep(1)
+        await producer.send(topics[TENANT_CONFIG], orjson.dumps(DEMO_CONFIG), key=tenant.encode())
         for kind, raw in demo_inputs(seed, tenant, run=f"{time.time_ns():x}"):
             if stop.is_set():
                 break
@@ -191,6 +199,24 @@ async def watch_redis(settings: Settings, tally: Tally, tenant: str, stop: async
         await client.aclose()
 
 
+async def watch_quota(settings: Settings, tally: Tally, tenant: str, stop: asyncio.Event) -> None:
+    """The tenant's quota as the worker's HTTP view shows it (SPEC §5)."""
+    url = f"http://127.0.0.1:{settings.web_port}/v1/tenants/{tenant}/quota"
+    token = settings.http_token
+    headers = {} if token is None else {"Authorization": f"Bearer {token.get_secret_value()}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while not stop.is_set():
+            try:
+                async with session.get(url, headers=headers) as response:
+                    body = await response.json(content_type=None)
+                releases = body.get("releases", [])
+                coming = f", next release {releases[0]['at']}" if releases else ""
+                tally.quota = f"{body['used']} used of {body['limit']}{coming}"
+            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+                tally.quota = "(worker not answering yet)"
+            await asyncio.sleep(1)
+
+
 def render(tally: Tally, tenant: str) -> str:
     elapsed = time.monotonic() - tally.started
     total_changes = sum(tally.changes.values())
@@ -199,6 +225,7 @@ def render(tally: Tally, tenant: str) -> str:
         "",
         f"  inputs sent           {tally.sent:>8}   ({tally.sent / max(elapsed, 1):.0f}/s)",
         f"  contacts created      {tally.changes['contact.created']:>8}",
+        f"  marketing quota       {tally.quota}",
         f"  change events         {total_changes:>8}",
     ]
     lines += [f"    {kind:<22}{count:>8}" for kind, count in sorted(tally.changes.items())]
@@ -254,6 +281,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             feed(settings, tally, args.seed, args.tenant, args.rate, stop),
             watch_topics(settings, tally, stop),
             watch_redis(settings, tally, args.tenant, stop),
+            watch_quota(settings, tally, args.tenant, stop),
             show(tally, args.tenant, stop, args.seconds),
         )
     finally:

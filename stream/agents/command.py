@@ -3,9 +3,9 @@
 A command naming several contacts fans out, one operation per contact id
 (repeats count once). `update_contact` adding or removing identifiers first
 takes their locks, like an intake (stream/domain/locking.py), so the owners
-it sees cannot change under it. Command types whose rules are not built yet
-are dead-lettered as `unknown_type` with a detail saying so: they stay
-replayable once a later version handles them.
+it sees cannot change under it. `set_marketing` and the list commands fan
+out the same way (up to 10,000 ids, SPEC §2.4): an unknown id yields its own
+`command.rejected` on the contact partition, the others apply.
 """
 
 from __future__ import annotations
@@ -38,22 +38,6 @@ from stream.models import (
 from stream.tables.identities import identity_key
 from stream.tables.tenant_configs import tenant_configs
 from stream.topics import commands_topic
-
-SUPPORTED = frozenset(
-    {
-        "update_contact",
-        "delete_contact",
-        "restore_contact",
-        "purge_contact",
-        "suspend_contact",
-        "unsuspend_contact",
-        "merge_contacts",
-        "create_contact",
-        "set_marketing",
-        "add_to_list",
-        "remove_from_list",
-    }
-)
 
 
 def update_args(command: UpdateContact, region: str, blocked: list[str]) -> dict[str, Any]:
@@ -177,11 +161,6 @@ async def route_commands(stream: StreamT[bytes]) -> None:
             command = decode_input("command", message.value)
         except InputRejected as rejected:
             await send_dead_letter(event, rejected.reason, rejected.detail)
-            continue
-        if command.type not in SUPPORTED:
-            await send_dead_letter(
-                event, "unknown_type", f"command type {command.type} is not supported yet"
-            )
             continue
         broker_ms = int(message.timestamp * 1000)
         if isinstance(command, CreateContact):

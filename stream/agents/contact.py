@@ -159,8 +159,11 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
         offset = stream.current_event.message.offset  # type: ignore[union-attr]
         after = await _apply(operation, offset)
         # Everything above (tables, changes, snapshot) is durable before any
-        # identifier is released to the next operation.
-        await app.producer.flush()
+        # identifier is released to the next operation. With nothing to send
+        # after (a rejection, most commands) there is nothing to wait for:
+        # the offset commit waits for the producer anyway.
+        if after:
+            await app.producer.flush()
         metrics.OPERATION_SECONDS.labels(operation["kind"]).observe(time.perf_counter() - started)
         for entry in after:
             await merge.send_after(entry)

@@ -1,4 +1,4 @@
-"""HTTP views (SPEC §5): health, a contact, and a lookup by email or phone.
+"""HTTP views (SPEC §5): health, a contact, a lookup by email or phone, a tenant's quota.
 
 A contact and an identifier each live on one partition, so the view routes
 the request to the worker that owns the key (Faust's table router, which
@@ -21,10 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.app import app, settings
 from stream.domain.contact import PURGED, snapshot
 from stream.domain.normalize import Kind, normalize_identifiers
+from stream.domain.timefmt import format_ms
 from stream.models import is_valid_tenant_id
 from stream.tables.codec import decode_contact
 from stream.tables.contacts import contact_key, contacts
 from stream.tables.identities import decode_entry, identities, identity_key
+from stream.tables.quota import quota_holders, quota_index
 from stream.tables.tenant_configs import tenant_configs
 
 LOCK_WAIT_STEP, LOCK_WAIT_STEPS = 0.05, 40  # up to 2 s
@@ -126,6 +128,31 @@ class LookupView(View):
         if owner is None:
             return _error(self, 404, "unknown_contact", f"no contact holds this {kind.value}")
         return self.json({"contact_id": owner, "kind": kind.value})
+
+
+@app.page("/v1/tenants/{tenant}/quota")
+class QuotaView(View):
+    """Used, limit and the coming slot releases, from the tenant's quota partition."""
+
+    async def get(self, request: Request, tenant: str) -> Response:
+        if (refused := _refused(self, request)) is not None:
+            return refused
+        if not is_valid_tenant_id(tenant):
+            return _error(self, 400, "bad_request", "tenant: not a tenant id")
+        # The quota's entries live on the partition of the tenant's key.
+        if (answer := await _routed(self, request, quota_holders, tenant)) is not None:
+            return answer
+        return self.json(
+            {
+                "tenant_id": tenant,
+                "used": quota_index.used(tenant),
+                "limit": tenant_configs.get(tenant).marketing_limit,
+                "releases": [
+                    {"contact_id": contact_id, "at": format_ms(at)}
+                    for at, contact_id in quota_index.releases(tenant)
+                ],
+            }
+        )
 
 
 @app.page("/metrics")

@@ -87,21 +87,23 @@ async def test_commands_edit_trash_restore_suspend_and_purge_a_contact(
     assert reborn["data"]["contact"]["fields"] == {}
 
 
-async def test_unsupported_and_malformed_commands_are_dead_lettered(
-    env: Env, producer, reader
-) -> None:
+async def test_unknown_and_malformed_commands_are_dead_lettered(env: Env, producer, reader) -> None:
     await env.started_worker()
     dead = await reader(env.topic("contacts.deadletter.v1"))
+    changes = await reader(env.topic("contacts.changes.v1"))
     topic = env.topic("contacts.commands.v1")
-    await send_json(
-        producer, topic, command("acme", "add_to_list", list_id="newsletter", contact_ids=["a"])
-    )
     await send_json(producer, topic, command("acme", "teleport_contact", contact_ids=["a"]))
     await send_json(producer, topic, command("acme", "delete_contact", contact_ids=[]))
-    letters = await dead.wait_until(lambda v: len(v) >= 3)
-    assert sorted(d["reason"] for d in letters) == ["schema", "unknown_type", "unknown_type"]
-    assert any("not supported yet" in d["detail"] for d in letters)
+    # A well-formed command naming an unknown contact is no dead letter (SPEC §2.4).
+    listed = command("acme", "add_to_list", list_id="newsletter", contact_ids=["a"])
+    await send_json(producer, topic, listed)
+    letters = await dead.wait_until(lambda v: len(v) >= 2)
+    assert sorted(d["reason"] for d in letters) == ["schema", "unknown_type"]
     assert orjson.loads(letters[0]["raw"])["tenant_id"] == "acme"
+    (rejected,) = await changes.wait_until(lambda v: len(v) >= 1)
+    assert rejected["type"] == "command.rejected" and rejected["version"] == 0
+    assert rejected["data"] == {"reason": "unknown_contact", "command": "add_to_list"}
+    assert len(await dead.read_to_end()) == 2
 
 
 async def test_trash_purge_fires_at_the_exact_due_time_and_frees_the_identifiers(

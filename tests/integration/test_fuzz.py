@@ -49,8 +49,9 @@ def bad_record(rng: random.Random, topic: str) -> tuple[bytes, str]:
     if kind == 2:  # nesting deeper than any parser should follow
         depth = rng.randrange(1100, 5000)  # orjson stops at 1024 levels
         return b'{"tenant_id":"acme","x":' + b"[" * depth + b"]" * depth + b"}", "invalid_json"
-    if kind == 3:  # a huge value
-        return orjson.dumps({**base, "pad": "x" * rng.randrange(70_000, 200_000)}), "too_large"
+    if kind == 3:  # a huge value (commands may be 512 KiB: a bulk names 10,000 ids)
+        low = 530_000 if topic == "contacts.commands.v1" else 70_000
+        return orjson.dumps({**base, "pad": "x" * rng.randrange(low, low + 130_000)}), "too_large"
     if kind == 4:  # no tenant, or one that is not a tenant id
         value = dict(base)
         choice = rng.randrange(3)

@@ -108,6 +108,8 @@ def race_intakes(seed: int, count: int, emails: int, phones: int) -> list[dict[s
             occurred_at=f"2026-11-{rng.randint(1, 20):02d}T{rng.randint(0, 23):02d}:00:00Z",
             fields={"city": rng.choice(["Madrid", "Lima", "Quito", None])},
             tags=[f"t{n}"],
+            # A third activate marketing: each of those goes through the quota's hop.
+            source=rng.choice(["form", "import", "import"]),
         )
         for n in range(count)
     ]

@@ -14,6 +14,7 @@ from stream.models import (
     CHANGE_TYPES,
     COMMAND_TYPES,
     ENGAGEMENT_TYPES,
+    MAX_COMMAND_BYTES,
     MAX_VALUE_BYTES,
     Cause,
     ChangeEvent,
@@ -321,7 +322,7 @@ def test_format_ts_then_parse_ts_gives_the_time_floored_to_the_millisecond(
     [
         # too_large beats everything, even invalid JSON
         ("intake", b"{" * (MAX_VALUE_BYTES + 1), "too_large"),
-        ("command", raw({"tenant_id": "x" * 100, "pad": "a" * MAX_VALUE_BYTES}), "too_large"),
+        ("command", raw({"tenant_id": "x" * 100, "pad": "a" * MAX_COMMAND_BYTES}), "too_large"),
         # invalid_json: empty, null, not UTF-8, not JSON, not an object
         ("intake", None, "invalid_json"),
         ("intake", b"", "invalid_json"),
@@ -435,6 +436,26 @@ def test_the_first_failing_check_names_the_dead_letter_reason(
     kind: InputKind, value: bytes | None, reason: str
 ) -> None:
     assert rejection(kind, value).reason == reason
+
+
+def test_a_command_naming_10000_contact_ids_is_not_too_large() -> None:
+    # SPEC §2.4 allows 10,000 ids (~390 KB of UUIDs), more than SPEC §2's 64 KiB.
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(10_000)]
+    value = raw(
+        {
+            "event_id": "e",
+            "tenant_id": "acme",
+            "type": "set_marketing",
+            "contact_ids": ids,
+            "marketing": True,
+            "via": "bulk",
+        }
+    )
+    assert MAX_VALUE_BYTES < len(value) <= MAX_COMMAND_BYTES
+    assert len(decode_input("command", value).contact_ids) == 10_000  # type: ignore[union-attr]
+    with pytest.raises(InputRejected) as rejected:
+        decode_input("intake", raw({"tenant_id": "acme", "pad": "a" * MAX_VALUE_BYTES}))
+    assert rejected.value.reason == "too_large"
 
 
 def test_a_value_of_exactly_64_kib_is_not_too_large() -> None:
