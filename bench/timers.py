@@ -1,6 +1,7 @@
 """Timers at scale: one worker holding N contacts that each have a deadline.
 
-Usage (the local stack must be up: `scripts/stack up`):
+Usage (the local stack must be up: `scripts/stack up`; or point CS_KAFKA_BOOTSTRAP
+and CS_REDIS_URL at another, e.g. a private stack a test suite cannot restart):
 
     .venv/bin/python bench/timers.py --contacts 1000000
     .venv/bin/python bench/timers.py --contacts 20000 --due 2000 --window 20   # quick
@@ -19,9 +20,10 @@ What one run (per `--store`) does and measures, on its own topics (a fresh
    `--window` seconds that start `--lead` seconds after the load (the time
    the worker is expected to need to restore and rebuild its index);
 2. start: one worker process (`python -m stream.cli worker -l info`);
-   time from the process start to its log line `due index rebuilt: ...`,
-   the count it reports (must be N), the rebuild's own seconds, and the
-   worker's RSS and CPU seconds at that moment;
+   time from the process start to its log lines `contact-stream ready` and
+   `due index rebuilt: ...`, the count (must be N; the log masks 7 digits,
+   so then `cs_timers_due` from /metrics), the rebuild's own seconds, and
+   the worker's RSS (at both lines) and CPU seconds;
 3. fire: every `activity_tier.changed` with cause `timer` on the changes
    topic; lateness = broker timestamp of the change record (the worker's
    producer sets it) - the change's `at` (its due time). p50/p95/p99/max

@@ -20,8 +20,7 @@ from typing import Any
 
 import orjson
 
-from stream.agents.timers import due_index
-from stream.domain.commands import next_due
+from stream.agents.timers import due_index, due_time
 from stream.domain.contact import Contact
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_events, contact_key, contacts
@@ -40,7 +39,7 @@ def store(tenant: str, contact_id: str, contact: Contact | None) -> None:
         return
     key = contact_key(tenant, contact_id)
     contacts[key] = encode_contact(contact)
-    due_index.schedule(key, next_due(contact))
+    due_index.schedule(key, due_time(contact))
 
 
 def record(

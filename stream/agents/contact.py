@@ -26,7 +26,7 @@ from stream import metrics
 from stream.agents import applied, merge, quota
 from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish, send_dead_letter_from
-from stream.agents.timers import due_index
+from stream.agents.timers import due_index, due_time
 from stream.app import app
 from stream.domain.activation import MarketingRules
 from stream.domain.commands import (
@@ -42,7 +42,6 @@ from stream.domain.commands import (
     UpdateContact,
     apply_command,
     fire_timers,
-    next_due,
 )
 from stream.domain.contact import MERGED, PURGED, Cause, Change, Contact
 from stream.domain.engage import EngagementInput, apply_engagement
@@ -207,7 +206,7 @@ async def _apply(operation: dict[str, Any], offset: int) -> list[list[Any]]:
     if kind == "tick" and not changes:
         # Nothing due (restored, or a stale entry): only the index moves on.
         if contact is not None:
-            due_index.schedule(contact_key(tenant, contact_id), next_due(contact))
+            due_index.schedule(contact_key(tenant, contact_id), due_time(contact))
         return after
     encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
     applied.record(seen_key, at, operation, contact, contact_id, encoded, after)

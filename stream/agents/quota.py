@@ -34,7 +34,7 @@ from stream.tables.quota import (
     quota_index,
 )
 from stream.tables.tenant_configs import marketing_config, tenant_configs
-from stream.topics import quota_ops_topic
+from stream.topics import quota_ops_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,29 @@ async def _rebuild_quota_index(sender: Any, /, *args: Any, signal: Any, **kwargs
     log.info("quota index rebuilt (%.2fs)", time.monotonic() - started)
 
 
+async def _publish_quota(tenant: str, seq: int) -> None:
+    """The tenant's count for the Redis hash `cs:{t}:quota` (SPEC §4), newest `seq` wins.
+
+    `seq` is the offset of the quota operation: it grows with each operation
+    of the tenant (one partition), and a replay repeats it.
+    """
+    record = {
+        "tenant_id": tenant,
+        "seq": seq,
+        "quota": {
+            "used": quota_index.used(tenant),
+            "limit": tenant_configs.get(tenant).marketing_limit,
+        },
+    }
+    await snapshots_topic.send(key=tenant.encode(), value=orjson.dumps(record))
+
+
 @app.agent(quota_ops_topic, name="keep-quota")
 async def keep_quota(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for raw in stream:
         message = orjson.loads(raw)
+        offset = stream.current_event.message.offset  # type: ignore[union-attr]
         tenant, contact_id = message["tenant_id"], message["contact_id"]
         key = holder_key(tenant, contact_id)
         holder = decode_holder(quota_holders.get(key))
@@ -93,7 +111,10 @@ async def keep_quota(stream: StreamT[bytes]) -> None:
             raise ValueError(f"unknown quota op {kind!r}")
         if new != holder:
             quota_holders[key] = encode_holder(new)
+            used = quota_index.used(tenant)
             quota_index.update(key, new)
+            if quota_index.used(tenant) != used:
+                await _publish_quota(tenant, offset)
         metrics.QUOTA_OPS.labels(kind).inc()
         if grant is not None:
             if not grant.granted:

@@ -16,9 +16,11 @@ import orjson
 from stream import metrics
 from stream.app import app
 from stream.domain.commands import next_due
+from stream.domain.contact import Contact
 from stream.tables.codec import decode_contact
 from stream.tables.contacts import contacts, is_contact_key
 from stream.tables.due_index import DueIndex
+from stream.tables.tenant_configs import engagement_config, tenant_configs
 from stream.topics import contact_ops_topic
 
 log = logging.getLogger(__name__)
@@ -29,12 +31,17 @@ TICK_INTERVAL = 0.5  # seconds: a due transition fires within about this much (S
 due_index = DueIndex()
 
 
+def due_time(contact: Contact) -> int | None:
+    """The contact's next due time under its tenant's rules (status timers read them)."""
+    return next_due(contact, engagement_config(tenant_configs.get(contact.tenant_id)))
+
+
 @app.on_rebalance_complete.connect
 async def _rebuild_due_index(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     started = time.monotonic()
     keys = ((key.decode() if isinstance(key, bytes) else key, raw) for key, raw in contacts.items())
     due_index.rebuild(
-        (key, next_due(decode_contact(raw))) for key, raw in keys if is_contact_key(key)
+        (key, due_time(decode_contact(raw))) for key, raw in keys if is_contact_key(key)
     )
     log.info(
         "due index rebuilt: %d contacts with a due time (%.2fs)",

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Env, send_json
+from tests.integration.conftest import Env, Servers, send_json
 from tests.integration.test_commands import rfc3339
 from tests.integration.test_engagement import engagement
 from tests.integration.test_identity_races import two_workers
 from tests.integration.test_intake_path import intake, of_type
+from tests.integration.test_tenant_config import create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -127,3 +128,29 @@ async def test_inactive_since_130_days_gets_reactivation_cycles_and_suppression_
     ]
     versions = [c["version"] for c in values if c["contact_id"] == contact]
     assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_status_timers_follow_the_tenants_own_rules(
+    env: Env, servers: Servers, producer, reader
+) -> None:
+    # inactive_after_days = 1: activated a day ago minus 8 s, the contact turns
+    # inactive 8 s from now, on time (the due index reads the tenant's config,
+    # not the defaults' 90 days).
+    config_topic = env.topic("tenants.config.v1")
+    await create_topic(servers, config_topic)
+    await send_json(producer, config_topic, {"inactive_after_days": 1}, key=b"acme")
+    await two_workers(env)
+    changes = await reader(env.topic("contacts.changes.v1"))
+    activated = int(time.time() * 1000) - DAY + 8_000
+    await send_json(
+        producer,
+        env.topic("contacts.intake.v1"),
+        intake("acme", ["soon@example.com"], source="form", occurred_at=rfc3339(activated)),
+    )
+    ana = (await changes.wait_until(lambda v: len(v) >= 3))[0]["contact_id"]
+    values = await changes.wait_until(lambda v: len(statuses(v, ana)) >= 2, timeout=30)
+    seen = int(time.time() * 1000)
+    (inactive,) = [c for c in of_type(values, "campaign_status.changed") if c["version"] == 4]
+    assert inactive["data"] == {"from": "active", "to": "inactive", "reason": "days"}
+    assert inactive["at"] == rfc3339(activated + DAY)
+    assert seen - (activated + DAY) < 2_000

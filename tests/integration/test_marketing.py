@@ -206,3 +206,51 @@ async def test_a_bulk_set_marketing_of_10000_ids_fans_out_one_outcome_per_id(
     assert await dead.read_to_end() == []
     for w in workers:
         assert "failed with" not in w.log_text()
+
+
+async def test_the_read_model_holds_segments_and_the_quota_hash(
+    env: Env, producer, reader, redis_client
+) -> None:
+    await env.started_worker()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
+    await send_json(producer, intakes, intake("acme", ["ana@example.com"], source="form"))
+    await send_json(producer, intakes, intake("acme", ["bob@example.com"], source="import"))
+    created = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
+    ids = {c["data"]["contact"]["emails"][0]: c["contact_id"] for c in created}
+    ana, bob = ids["ana@example.com"], ids["bob@example.com"]
+    await send_json(
+        producer, commands, command("acme", "add_to_list", list_id="vip", contact_ids=[ana])
+    )
+    await send_json(producer, commands, command("acme", "delete_contact", contact_ids=[bob]))
+    prefix = f"{env.redis_prefix}:{{acme}}"
+
+    async def sets() -> dict[str, set[str]]:
+        names = ["marketing", "status:active", "tier:inactive", "list:vip", "trash"]
+        return {
+            name: {m.decode() for m in await redis_client.smembers(f"{prefix}:{name}")}
+            for name in names
+        }
+
+    expected = {
+        "marketing": {ana},
+        "status:active": {ana},
+        "tier:inactive": {ana},  # bob is trashed: only in `trash`
+        "list:vip": {ana},
+        "trash": {bob},
+    }
+    await wait_for(lambda: _equal(sets(), expected), 30, what="segment sets")
+    quota = await wait_for(lambda: redis_client.hgetall(f"{prefix}:quota"), 30, what="quota")
+    assert quota[b"used"] == b"1" and quota[b"limit"] == b""
+
+    # Deactivation: out of marketing, its status and its lists at once.
+    off = command("acme", "set_marketing", contact_ids=[ana], marketing=False, via="profile")
+    await send_json(producer, commands, off)
+    emptied = {**expected, "marketing": set(), "status:active": set(), "list:vip": set()}
+    await wait_for(lambda: _equal(sets(), emptied), 30, what="segments after deactivation")
+    # The slot is still used: the hold runs for 30 days.
+    assert (await redis_client.hgetall(f"{prefix}:quota"))[b"used"] == b"1"
+
+
+async def _equal(actual: Any, expected: Any) -> bool:
+    return bool(await actual == expected)
