@@ -732,6 +732,12 @@ async def bench(args: argparse.Namespace) -> None:
         "git_head": head,
         "uncommitted": dirty,
         "argv": sys.argv[1:],
+        # The worker inherits these (secrets and URLs that may carry one left out).
+        "env": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith("CS_") and not any(s in k for s in ("PASSWORD", "TOKEN", "URL"))
+        },
         "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "runs": [asdict(r) for r in results],
     }

@@ -7,6 +7,7 @@ what is due with `at` = the due time, however late the tick (SPEC §3.7).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from stream.tables.tenant_configs import engagement_config, tenant_configs
 from stream.topics import contact_ops_topic
 
 log = logging.getLogger(__name__)
+REBUILD_YIELD_EVERY = 5_000
 TICK_INTERVAL = 0.5  # seconds: a due transition fires within about this much (SPEC: 2 s)
 
 # A cache derived from the contacts table, not state of record: rebuilt from
@@ -39,10 +41,16 @@ def due_time(contact: Contact) -> int | None:
 @app.on_rebalance_complete.connect
 async def _rebuild_due_index(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     started = time.monotonic()
-    keys = ((key.decode() if isinstance(key, bytes) else key, raw) for key, raw in contacts.items())
-    due_index.rebuild(
-        (key, due_time(decode_contact(raw))) for key, raw in keys if is_contact_key(key)
-    )
+    entries: list[tuple[str, int | None]] = []
+    for n, (raw_key, raw) in enumerate(contacts.items()):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        if is_contact_key(key):
+            entries.append((key, due_time(decode_contact(raw))))
+        if n % REBUILD_YIELD_EVERY == 0:
+            # A million contacts take ~20 s to read here: let heartbeats, the
+            # web views and the other services run meanwhile.
+            await asyncio.sleep(0)
+    due_index.rebuild(entries)
     log.info(
         "due index rebuilt: %d contacts with a due time (%.2fs)",
         len(due_index),

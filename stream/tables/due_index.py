@@ -14,6 +14,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+# The heap keeps a stale entry per reschedule (skipped when popped); past this
+# many stale entries per live one it is rebuilt from the live ones, so its size
+# stays proportional to the contacts, however often they are rescheduled.
+STALE_FACTOR = 2
+
 
 class DueIndex:
     def __init__(self) -> None:
@@ -22,6 +27,10 @@ class DueIndex:
 
     def __len__(self) -> int:
         return len(self._due)
+
+    @property
+    def heap_size(self) -> int:
+        return len(self._heap)
 
     def schedule(self, key: str, due: int | None) -> None:
         """Set (or clear, with None) the next due time of a contact."""
@@ -32,6 +41,12 @@ class DueIndex:
             return
         self._due[key] = due
         heapq.heappush(self._heap, (due, key))
+        if len(self._heap) > STALE_FACTOR * len(self._due) + 1024:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [(due, key) for key, due in self._due.items()]
+        heapq.heapify(self._heap)
 
     def pop_due(self, now: int) -> list[tuple[str, int]]:
         """Every contact due at or before `now`, in due order; they leave the index."""
@@ -44,7 +59,5 @@ class DueIndex:
         return fired
 
     def rebuild(self, entries: Iterable[tuple[str, int | None]]) -> None:
-        self._heap.clear()
-        self._due.clear()
-        for key, due in entries:
-            self.schedule(key, due)
+        self._due = {key: due for key, due in entries if due is not None}
+        self._compact()

@@ -181,3 +181,33 @@ async def test_the_same_email_in_two_tenants_makes_two_contacts_and_logs_show_no
         assert await redis_client.get(key) == contact_id.encode()
     log = worker.log_text()
     assert "shared.person@example.com" not in log and "600999888" not in log
+
+
+async def test_a_memory_store_worker_finds_its_contacts_again_after_a_restart(
+    env: Env, producer, reader
+) -> None:
+    # `memory://` keeps nothing on disk: a restarted worker has its tables only
+    # from their changelogs, and must find the restored contacts by their keys.
+    worker = await env.started_worker(CS_STORE="memory://")
+    changes = await reader(env.topic("contacts.changes.v1"))
+    await send_json(producer, env.topic("contacts.intake.v1"), intake("acme", ["m@example.com"]))
+    contact_id = (await changes.wait_until(lambda v: len(v) >= 1))[0]["contact_id"]
+    worker.stop()
+    worker.start()
+    await worker.wait_ready()
+    edit = {
+        "event_id": "edit-1",
+        "tenant_id": "acme",
+        "type": "update_contact",
+        "contact_id": contact_id,
+        "tags_add": ["back"],
+    }
+    await send_json(producer, env.topic("contacts.commands.v1"), edit)
+    values = await changes.wait_until(lambda v: len(v) >= 2)
+    again = intake("acme", ["m@example.com"], tags=["again"])  # the identity table too
+    await send_json(producer, env.topic("contacts.intake.v1"), again)
+    values = await changes.wait_until(lambda v: len(v) >= 3)
+    assert [(c["type"], c["version"], c["contact_id"]) for c in values[1:3]] == [
+        ("contact.updated", 2, contact_id),
+        ("contact.updated", 3, contact_id),
+    ], values

@@ -31,3 +31,16 @@ def test_rebuild_replaces_everything() -> None:
     index.rebuild([("a", 5), ("b", None)])
     assert len(index) == 1
     assert index.pop_due(10) == [("a", 5)]
+
+
+def test_rescheduling_often_keeps_the_heap_proportional_to_the_contacts() -> None:
+    index = DueIndex()
+    for n in range(100):
+        index.schedule(f"c{n}", 1_000)
+    for step in range(20_000):
+        index.schedule(f"c{step % 100}", 2_000 + step)
+    assert len(index) == 100
+    assert index.heap_size <= 2 * 100 + 1024 + 1
+    fired = index.pop_due(10**9)
+    assert [key for key, _ in fired] == [f"c{n}" for n in range(100)]
+    assert [due for _, due in fired] == [2_000 + 19_900 + n for n in range(100)]
