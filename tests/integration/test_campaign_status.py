@@ -18,7 +18,7 @@ from tests.integration.test_commands import rfc3339
 from tests.integration.test_engagement import engagement
 from tests.integration.test_identity_races import two_workers
 from tests.integration.test_intake_path import intake, of_type
-from tests.integration.test_tenant_config import create_topic
+from tests.integration.test_tenant_config import configure
 
 pytestmark = pytest.mark.integration
 
@@ -136,9 +136,7 @@ async def test_status_timers_follow_the_tenants_own_rules(
     # inactive_after_days = 1: activated a day ago minus 8 s, the contact turns
     # inactive 8 s from now, on time (the due index reads the tenant's config,
     # not the defaults' 90 days).
-    config_topic = env.topic("tenants.config.v1")
-    await create_topic(servers, config_topic)
-    await send_json(producer, config_topic, {"inactive_after_days": 1}, key=b"acme")
+    await configure(env, servers, producer, {"inactive_after_days": 1})
     await two_workers(env)
     changes = await reader(env.topic("contacts.changes.v1"))
     activated = int(time.time() * 1000) - DAY + 8_000

@@ -17,7 +17,7 @@ from tests.integration.test_commands import command, rfc3339
 from tests.integration.test_http import get
 from tests.integration.test_identity_races import send_all, two_workers
 from tests.integration.test_intake_path import intake, of_type
-from tests.integration.test_tenant_config import create_topic
+from tests.integration.test_tenant_config import configure
 
 pytestmark = pytest.mark.integration
 
@@ -136,9 +136,7 @@ async def test_a_worker_killed_before_the_hold_ends_releases_the_slot_once_after
 async def test_a_quota_of_100_gives_exactly_100_slots_to_300_racing_form_intakes(
     env: Env, servers: Servers, producer, reader
 ) -> None:
-    config_topic = env.topic("tenants.config.v1")
-    await create_topic(servers, config_topic)
-    await send_json(producer, config_topic, {"marketing_limit": 100}, key=b"acme")
+    await configure(env, servers, producer, {"marketing_limit": 100})
     workers = await two_workers(env)
     changes = await reader(env.topic("contacts.changes.v1"))
     await send_all(
@@ -216,8 +214,11 @@ async def test_the_read_model_holds_segments_and_the_quota_hash(
     intakes, commands = env.topic("contacts.intake.v1"), env.topic("contacts.commands.v1")
     await send_json(producer, intakes, intake("acme", ["ana@example.com"], source="form"))
     await send_json(producer, intakes, intake("acme", ["bob@example.com"], source="import"))
-    created = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
-    ids = {c["data"]["contact"]["emails"][0]: c["contact_id"] for c in created}
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 2)
+    ids = {
+        c["data"]["contact"]["emails"][0]: c["contact_id"]
+        for c in of_type(values, "contact.created")
+    }
     ana, bob = ids["ana@example.com"], ids["bob@example.com"]
     await send_json(
         producer, commands, command("acme", "add_to_list", list_id="vip", contact_ids=[ana])

@@ -8,6 +8,8 @@ never configured keeps the defaults.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -27,6 +29,13 @@ async def create_topic(servers: Servers, name: str) -> None:
         )
     finally:
         await admin.close()
+
+
+async def configure(env: Env, servers: Servers, producer: Any, config: dict[str, Any]) -> None:
+    """The config topic, and acme's config on it, before any worker starts."""
+    topic = env.topic("tenants.config.v1")
+    await create_topic(servers, topic)
+    await send_json(producer, topic, config, key=b"acme")
 
 
 def dropped(changes: list[dict]) -> dict[str, str]:
