@@ -1,7 +1,9 @@
 """`contact-stream`: the Faust CLI of the app, plus the project's own commands.
 
-`contact-stream worker|send|tables|...` are Faust's; `demo`, `demo-feed` and
-`export-schemas` are ours (argparse, no Faust app context needed).
+`contact-stream worker|tables|...` are Faust's; `demo`, `demo-feed`,
+`export-schemas`, `send` (a JSONL file, validated first: it replaces Faust's
+one-message `send`), `lookup` and `rebuild-projection` are ours (argparse,
+no Faust app context needed; stream/tools.py).
 """
 
 from __future__ import annotations
@@ -28,10 +30,23 @@ def _demo_feed(argv: Sequence[str]) -> int:
     return feed_main(list(argv))
 
 
+def _tool(name: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        from stream import tools
+
+        main: Callable[[list[str]], int] = getattr(tools, name)
+        return main(list(argv))
+
+    return run
+
+
 OWN_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": _demo,
     "demo-feed": _demo_feed,
     "export-schemas": _export_schemas,
+    "send": _tool("send_main"),
+    "lookup": _tool("lookup_main"),
+    "rebuild-projection": _tool("rebuild_main"),
 }
 
 

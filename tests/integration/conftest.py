@@ -204,7 +204,15 @@ class Env:
         return [await self.started_worker(datadir, **extra) for datadir in datadirs]
 
     def worker(self, datadir: str = "data", **extra: str) -> Worker:
-        env = {
+        w = Worker(
+            self.worker_env(datadir, **extra), self.tmp_path / f"worker-{len(self.workers)}.log"
+        )
+        self.workers.append(w)
+        return w
+
+    def worker_env(self, datadir: str = "data", **extra: str) -> dict[str, str]:
+        """The environment of this test's processes: its servers, prefixes and data dir."""
+        return {
             **os.environ,
             "CS_KAFKA_BOOTSTRAP": self.servers.kafka_bootstrap,
             "CS_REDIS_URL": self.servers.redis_url,
@@ -218,9 +226,6 @@ class Env:
             "CS_SESSION_TIMEOUT": "10",
             **extra,
         }
-        w = Worker(env, self.tmp_path / f"worker-{len(self.workers)}.log")
-        self.workers.append(w)
-        return w
 
 
 @pytest.fixture

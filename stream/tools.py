@@ -1,0 +1,238 @@
+"""Operator commands: `send` a JSONL file, `lookup` a contact, `rebuild-projection` of a tenant.
+
+    contact-stream send FILE.jsonl --topic intake|engagement|commands [--rejects OUT.jsonl]
+    contact-stream lookup --tenant T (--email E | --phone P) [--url http://127.0.0.1:6066]
+    contact-stream rebuild-projection --tenant T [--clear]
+
+`send` validates every line with the worker's own decoding checks (SPEC
+§2.7: size, JSON, tenant id, type, schema) before anything is produced (the
+identifier checks need the tenant's config: the worker dead-letters those),
+sends the valid ones (key: the event id) with a
+progress line, and reports each rejected line (number, reason, detail; never
+the line's content: it may hold emails and phones). Exit status 1 when some
+line was rejected, 0 otherwise.
+
+`rebuild-projection` rewrites a tenant's Redis read model from the snapshots
+topic (compacted: the latest state of every contact, as the contacts table
+holds it) and the quota records on it; `--clear` deletes the tenant's keys
+first. Writes are version-checked, so a rebuild beside a running projection
+is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.asyncio import Redis
+
+from stream.models import InputKind, InputRejected, decode_input
+from stream.projection.read_model import ReadModel, latest_per_contact
+from stream.security import client_options
+from stream.settings import Settings
+
+TOPICS: dict[str, tuple[str, InputKind]] = {
+    "intake": ("contacts.intake.v1", "intake"),
+    "engagement": ("contacts.engagement.v1", "engagement"),
+    "commands": ("contacts.commands.v1", "command"),
+}
+
+
+class Progress:
+    """One line on stderr, rewritten in place on a terminal, every half second at most."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.last = total, what, 0.0
+        self.tty = sys.stderr.isatty()
+
+    def show(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < 0.5:
+            return
+        self.last = now
+        line = f"{self.what} {done}/{self.total}"
+        if self.tty:
+            sys.stderr.write(f"\r{line}" + ("\n" if final else ""))
+        elif final or done == 0:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def validate_lines(lines: list[bytes], kind: InputKind) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """The valid lines, and a report entry for each rejected one (1-based line numbers)."""
+    valid: list[bytes] = []
+    rejects: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        raw = line.rstrip(b"\r\n")
+        if not raw.strip():
+            continue  # blank lines are no input
+        try:
+            decode_input(kind, raw)
+        except InputRejected as rejected:
+            rejects.append({"line": number, "reason": rejected.reason, "detail": rejected.detail})
+            continue
+        valid.append(raw)
+    return valid, rejects
+
+
+async def send_file(
+    settings: Settings, path: Path, topic_name: str, kind: InputKind
+) -> dict[str, Any]:
+    lines = path.read_bytes().splitlines(keepends=True)
+    valid, rejects = validate_lines(lines, kind)
+    topic = settings.topic(topic_name)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        linger_ms=20,
+        acks="all",
+        **client_options(settings),
+    )
+    await producer.start()
+    progress = Progress(len(valid), f"sent to {topic}")
+    try:
+        pending = []
+        for n, raw in enumerate(valid, start=1):
+            key = str(orjson.loads(raw).get("event_id", "")).encode()
+            pending.append(await producer.send(topic, raw, key=key))
+            if len(pending) >= 500:
+                await asyncio.gather(*pending)
+                pending.clear()
+            progress.show(n)
+        await asyncio.gather(*pending)
+        progress.show(len(valid), final=True)
+    finally:
+        await producer.stop()
+    return {"topic": topic, "lines": len(lines), "sent": len(valid), "rejected": rejects}
+
+
+def send_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="contact-stream send", description=__doc__.split("\n")[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--topic", required=True, choices=sorted(TOPICS))
+    parser.add_argument(
+        "--rejects", type=Path, help="also write the rejected lines' report here (JSONL)"
+    )
+    args = parser.parse_args(argv)
+    topic_name, kind = TOPICS[args.topic]
+    report = asyncio.run(send_file(Settings(), args.file, topic_name, kind))
+    rejected = report["rejected"]
+    for entry in rejected:
+        sys.stderr.write(f"line {entry['line']}: {entry['reason']}: {entry['detail']}\n")
+    print(
+        f"{report['sent']} sent to {report['topic']}, {len(rejected)} rejected "
+        f"(of {report['lines']} lines)"
+    )
+    if args.rejects is not None:
+        args.rejects.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in rejected))
+    return 1 if rejected else 0
+
+
+async def lookup(
+    url: str, tenant: str, kind: str, value: str, token: str | None
+) -> tuple[int, Any]:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with session.get(
+            f"{url}/v1/tenants/{tenant}/lookup", params={kind: value}, headers=headers
+        ) as response:
+            found = await response.json(content_type=None)
+            if response.status != 200:
+                return response.status, found
+        path = f"{url}/v1/tenants/{tenant}/contacts/{found['contact_id']}"
+        async with session.get(path, headers=headers) as response:
+            return response.status, await response.json(content_type=None)
+
+
+def lookup_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="contact-stream lookup")
+    parser.add_argument("--tenant", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--email")
+    which.add_argument("--phone")
+    parser.add_argument("--url", help="a worker's web address (default: this machine's port)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    url = args.url or f"http://127.0.0.1:{settings.web_port}"
+    kind, value = ("email", args.email) if args.email is not None else ("phone", args.phone)
+    token = None if settings.http_token is None else settings.http_token.get_secret_value()
+    status, body = asyncio.run(lookup(url, args.tenant, kind, value, token))
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    return 0 if status == 200 else 1
+
+
+async def rebuild_projection(settings: Settings, tenant: str, clear: bool) -> dict[str, int]:
+    client = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=10)
+    model = ReadModel(client, settings.redis_prefix)
+    removed = 0
+    if clear:
+        keys = [k async for k in client.scan_iter(f"{model.tenant_prefix(tenant)}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            removed += cast(int, await client.delete(*keys[start : start + 1000]))
+    topic = settings.topic("contact-stream.snapshots.v1")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **client_options(settings),
+    )
+    await consumer.start()
+    read = written = 0
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        for _ in range(50):
+            if numbers:
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+            numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise SystemExit(f"no topic {topic}: is CS_TOPIC_PREFIX right?")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        progress = Progress(sum(ends.values()), f"read from {topic}")
+        while await _behind(consumer, ends):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            values = [
+                r.value
+                for records in batches.values()
+                for r in records
+                if r.value and r.key is not None and r.key.decode().split(":", 1)[0] == tenant
+            ]
+            read += sum(len(records) for records in batches.values())
+            if values:
+                written += await model.apply_snapshots(latest_per_contact(values))
+            progress.show(read)
+        progress.show(read, final=True)
+    finally:
+        await consumer.stop()
+        await client.aclose()
+    return {"records_read": read, "written": written, "keys_removed": removed}
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+def rebuild_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="contact-stream rebuild-projection")
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--clear", action="store_true", help="delete the tenant's keys first")
+    args = parser.parse_args(argv)
+    result = asyncio.run(rebuild_projection(Settings(), args.tenant, args.clear))
+    print(
+        f"{result['written']} keys' records written from {result['records_read']} records read"
+        f" ({result['keys_removed']} keys removed first)"
+    )
+    return 0
