@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.conftest import ROOT, Env, wait_for
 from tests.integration.test_intake_path import intake, of_type
+from tests.integration.test_read_model import dump
 
 pytestmark = pytest.mark.integration
 
@@ -89,26 +90,12 @@ async def test_rebuild_projection_restores_a_tenants_read_model(
         return await redis_client.scard(f"{prefix}:marketing") == 20
 
     await wait_for(projected, 30, what="the projection of 20 marketing contacts")
-    before = await dump(redis_client, prefix)
+    before = await dump(redis_client, f"{prefix}:")
     await redis_client.delete(*[k async for k in redis_client.scan_iter(f"{prefix}:*")])
 
     done = await asyncio.to_thread(run_cli, env, "rebuild-projection", "--tenant", tenant)
     assert done.returncode == 0, done.stderr
-    assert await dump(redis_client, prefix) == before
-
-
-async def dump(client: Any, prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    async for raw in client.scan_iter(f"{prefix}:*", count=1000):
-        key = raw.decode()
-        kind = (await client.type(key)).decode()
-        if kind == "set":
-            out[key] = sorted(await client.smembers(key))
-        elif kind == "hash":
-            out[key] = await client.hgetall(key)
-        else:
-            out[key] = await client.get(key)
-    return out
+    assert await dump(redis_client, f"{prefix}:") == before
 
 
 async def test_lookup_prints_the_contact_an_email_names(env: Env, producer, reader) -> None:
