@@ -51,7 +51,7 @@ from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 from stream.tables.contacts import applied_key, contact_key
 from stream.tables.identities import identity_key
-from stream.tables.quota import grant_from
+from stream.tables.quota import grant_from, quota_message
 from stream.tables.tenant_configs import (
     dedup_ms,
     engagement_config,
@@ -138,7 +138,7 @@ def _rules(tenant: str, operation: dict[str, Any]) -> MarketingRules:
 
 
 def _quota_after(tenant: str, contact_id: str, ops: tuple[QuotaOp, ...]) -> list[list[Any]]:
-    return [quota.quota_message(tenant, contact_id, op) for op in ops]
+    return [quota_message(tenant, contact_id, op) for op in ops]
 
 
 class NeedsGrant(NamedTuple):

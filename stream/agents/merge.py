@@ -51,7 +51,7 @@ from stream.domain.normalize import Identifier
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_key, contact_key, merge_locks
 from stream.tables.identities import decode_entry, encode_entry, identity_key
-from stream.tables.quota import quota_fields
+from stream.tables.quota import QUOTA_OPS, quota_message
 from stream.tables.tenant_configs import engagement_config, identity_config, tenant_configs
 from stream.topics import contact_ops_topic, quota_ops_topic
 
@@ -76,7 +76,6 @@ async def send_hop(contact_id: str, message: dict[str, Any]) -> None:
 
 
 CONTACT_OPS = "contact-ops"
-QUOTA_OPS = "quota-ops"  # an `after` entry for the tenant's quota (stream/agents/quota.py)
 
 
 def hop(key: str, message: dict[str, Any]) -> list[Any]:
@@ -328,10 +327,7 @@ async def _decide(operation: dict[str, Any]) -> Messages:
             ]
             after += _unlocks(operation, claimed, decision.released)
             # Slots move before the survivor takes other operations again.
-            after += [
-                [tenant, {"tenant_id": tenant, "contact_id": cid, **quota_fields(op)}, QUOTA_OPS]
-                for cid, op in decision.quota
-            ]
+            after += [quota_message(tenant, cid, op) for cid, op in decision.quota]
             after += _unfreezes(operation, [survivor_id])
     encoded = [
         orjson.dumps(c.as_json()).decode()

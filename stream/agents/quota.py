@@ -20,16 +20,13 @@ from faust.types import StreamT
 
 from stream import metrics
 from stream.agents.identity import send_contact_op
-from stream.agents.merge import QUOTA_OPS
 from stream.app import app
 from stream.domain import quota as q
-from stream.domain.marketing import QuotaOp
 from stream.tables.quota import (
     decode_holder,
     encode_holder,
     grant_json,
     holder_key,
-    quota_fields,
     quota_holders,
     quota_index,
 )
@@ -37,12 +34,6 @@ from stream.tables.tenant_configs import marketing_config, tenant_configs
 from stream.topics import quota_ops_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
-
-
-def quota_message(tenant_id: str, contact_id: str, op: QuotaOp) -> list[Any]:
-    """An `after` entry (stream/agents/merge.py `send_after`) carrying one quota op."""
-    message = {"tenant_id": tenant_id, "contact_id": contact_id, **quota_fields(op)}
-    return [tenant_id, message, QUOTA_OPS]
 
 
 async def request_slot(

@@ -11,6 +11,7 @@ restored table after every rebalance, and updated on every write.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -25,6 +26,17 @@ quota_holders = bytes_table(
 
 def holder_key(tenant_id: str, contact_id: str) -> str:
     return f"{tenant_id}|{contact_id}"
+
+
+# The marker of an operation's `after` entry bound for the quota-ops hop
+# (stream/agents/merge.py `send_after`).
+QUOTA_OPS = "quota-ops"
+
+
+def quota_message(tenant_id: str, contact_id: str, op: QuotaOp) -> list[Any]:
+    """An `after` entry carrying one quota op for the contact, keyed by its tenant."""
+    message = {"tenant_id": tenant_id, "contact_id": contact_id, **quota_fields(op)}
+    return [tenant_id, message, QUOTA_OPS]
 
 
 def quota_fields(op: QuotaOp) -> dict[str, object]:
@@ -79,9 +91,6 @@ class QuotaIndex:
         """(time, contact id) of every held slot with a scheduled release, earliest first."""
         held = self._holders.get(tenant_id, {})
         return sorted((at, cid) for cid, at in held.items() if at is not None)
-
-    def owns(self, tenant_id: str) -> bool:
-        return tenant_id in self._holders
 
     def update(self, key: str, holder: Holder) -> None:
         tenant_id, contact_id = key.split("|", 1)
