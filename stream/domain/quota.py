@@ -176,6 +176,11 @@ def schedule_release(quota: Quota, contact_id: str, request_id: int, at: int | N
     return _with(quota, contact_id, holder.slot)
 
 
+def take_slot(quota: Quota, contact_id: str, request_id: int) -> Quota:
+    """A merge hands the contact a merged contact's slot (SPEC §3.3.5): no limit check."""
+    return _with(quota, contact_id, transfer_for(_holder(quota, contact_id), request_id).slot)
+
+
 def _holder(quota: Quota, contact_id: str) -> Holder:
     return Holder(quota.holders.get(contact_id), tuple(quota.answers.get(contact_id, ())))
 

@@ -30,7 +30,13 @@ from stream.domain.identity import (
 from stream.domain.marketing import QuotaOp, ReleaseSlot, ScheduleRelease, TakeSlot
 from stream.domain.merge import MergeDecision, merge_contacts
 from stream.domain.normalize import Identifier, Kind, normalize_identifiers
-from stream.domain.quota import Quota, Slot, release_slot, request_slot, schedule_release
+from stream.domain.quota import (
+    Quota,
+    release_slot,
+    request_slot,
+    schedule_release,
+    take_slot,
+)
 
 T0 = 1_764_000_000_000
 TENANT = "acme"
@@ -92,8 +98,7 @@ class World:
                 case ScheduleRelease():
                     self.quota = schedule_release(self.quota, contact_id, op.request_id, op.at)
                 case TakeSlot():
-                    holders = {**self.quota.holders, contact_id: Slot(op.request_id)}
-                    self.quota = replace(self.quota, holders=holders)
+                    self.quota = take_slot(self.quota, contact_id, op.request_id)
 
     def owners_of(self, identifiers: Sequence[Identifier]) -> Mapping[Identifier, str]:
         return {i: self.owners[i] for i in identifiers if i in self.owners}
