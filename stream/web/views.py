@@ -42,16 +42,17 @@ def _error(view: View, status: int, error: str, detail: str) -> Response:
     return view.json({"error": error, "detail": detail}, status=status)
 
 
-def _refused(view: View, request: Request) -> Response | None:
-    """401 unless the request bears the configured token (none configured: open)."""
+def _refused(view: View, request: Request, tenant: str) -> Response | None:
+    """401 without the configured token (none configured: open), 400 for a bad tenant id."""
     token = settings.http_token
-    if token is None:
-        return None
-    expected = f"Bearer {token.get_secret_value()}".encode()
-    given = request.headers.get("Authorization", "").encode()
-    if hmac.compare_digest(given, expected):
-        return None
-    return _error(view, 401, "unauthorized", "a bearer token is required")
+    if token is not None:
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return _error(view, 401, "unauthorized", "a bearer token is required")
+    if not is_valid_tenant_id(tenant):
+        return _error(view, 400, "bad_request", "tenant: not a tenant id")
+    return None
 
 
 async def _routed(
@@ -67,10 +68,8 @@ async def _routed(
 @app.page("/v1/tenants/{tenant}/contacts/{contact_id}")
 class ContactView(View):
     async def get(self, request: Request, tenant: str, contact_id: str) -> Response:
-        if (refused := _refused(self, request)) is not None:
+        if (refused := _refused(self, request, tenant)) is not None:
             return refused
-        if not is_valid_tenant_id(tenant):
-            return _error(self, 400, "bad_request", "tenant: not a tenant id")
         key = contact_key(tenant, contact_id)
         if (answer := await _routed(self, request, contacts, key)) is not None:
             return answer
@@ -85,10 +84,8 @@ class ContactView(View):
 @app.page("/v1/tenants/{tenant}/lookup")
 class LookupView(View):
     async def get(self, request: Request, tenant: str) -> Response:
-        if (refused := _refused(self, request)) is not None:
+        if (refused := _refused(self, request, tenant)) is not None:
             return refused
-        if not is_valid_tenant_id(tenant):
-            return _error(self, 400, "bad_request", "tenant: not a tenant id")
         email, phone = request.query.get("email"), request.query.get("phone")
         if (email is None) == (phone is None):
             return _error(self, 400, "bad_request", "give exactly one of email, phone")
@@ -135,10 +132,8 @@ class QuotaView(View):
     """Used, limit and the coming slot releases, from the tenant's quota partition."""
 
     async def get(self, request: Request, tenant: str) -> Response:
-        if (refused := _refused(self, request)) is not None:
+        if (refused := _refused(self, request, tenant)) is not None:
             return refused
-        if not is_valid_tenant_id(tenant):
-            return _error(self, 400, "bad_request", "tenant: not a tenant id")
         # The quota's entries live on the partition of the tenant's key.
         if (answer := await _routed(self, request, quota_holders, tenant)) is not None:
             return answer
