@@ -30,13 +30,14 @@ from typing import Any, cast
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from stream.models import InputKind, InputRejected, decode_input
 from stream.projection.read_model import ReadModel, latest_per_contact
 from stream.security import client_options
 from stream.settings import Settings
+from stream.topic_reader import assign_from_beginning, reached
 
 TOPICS: dict[str, tuple[str, InputKind]] = {
     "intake": ("contacts.intake.v1", "intake"),
@@ -185,21 +186,12 @@ async def rebuild_projection(settings: Settings, tenant: str, clear: bool) -> di
     await consumer.start()
     read = written = 0
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        for _ in range(50):
-            if numbers:
-                break
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-            numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise SystemExit(f"no topic {topic}: is CS_TOPIC_PREFIX right?")
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        try:
+            ends = await assign_from_beginning(consumer, topic, attempts=50)
+        except LookupError:
+            raise SystemExit(f"no topic {topic}: is CS_TOPIC_PREFIX right?") from None
         progress = Progress(sum(ends.values()), f"read from {topic}")
-        while await _behind(consumer, ends):
+        while not await reached(consumer, ends):
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             values = [
                 r.value
@@ -216,13 +208,6 @@ async def rebuild_projection(settings: Settings, tenant: str, clear: bool) -> di
         await consumer.stop()
         await client.aclose()
     return {"records_read": read, "written": written, "keys_removed": removed}
-
-
-async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return True
-    return False
 
 
 def rebuild_main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from stream.app import settings
@@ -28,6 +28,7 @@ from stream.domain.marketing import MarketingConfig
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import InputRejected, TenantConfig, decode_tenant_config, is_valid_tenant_id
 from stream.security import client_options
+from stream.topic_reader import assign_from_beginning, reached
 from stream.topics import TENANT_CONFIG
 
 log = logging.getLogger(__name__)
@@ -121,23 +122,11 @@ class TenantConfigFollower(Service):
             **client_options(settings),
         )
         await self.consumer.start()
-        partitions = await self._partitions()
-        self.consumer.assign(partitions)
-        await self.consumer.seek_to_beginning(*partitions)
-        self._ends = await self.consumer.end_offsets(partitions)
+        # The worker creates the topic before it starts (stream.topics.ensure_topics).
+        self._ends = await assign_from_beginning(self.consumer, TENANT_CONFIG)
 
     async def on_stop(self) -> None:
         await self.consumer.stop()
-
-    async def _partitions(self) -> list[TopicPartition]:
-        # The worker creates the topic before it starts (stream.topics.ensure_topics).
-        for _ in range(100):
-            found = self.consumer.partitions_for_topic(TENANT_CONFIG)
-            if found:
-                return [TopicPartition(TENANT_CONFIG, p) for p in sorted(found)]
-            await self.consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"topic {TENANT_CONFIG} not found")
 
     @Service.task
     async def _follow(self) -> None:
@@ -151,7 +140,4 @@ class TenantConfigFollower(Service):
                 tenant_configs._loaded.set()
 
     async def _caught_up(self) -> bool:
-        for tp, end in self._ends.items():
-            if await self.consumer.position(tp) < end:
-                return False
-        return True
+        return await reached(self.consumer, self._ends)
