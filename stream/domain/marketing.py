@@ -305,10 +305,9 @@ def take_over(state: Marketing, merged: Marketing, at: int) -> Decision:
     if state.slot_request is not None and state.holds_slot:
         ops = (ReleaseSlot(state.slot_request),)
     activated_at = merged.activated_at if merged.activated_at is not None else at
-    new = Marketing(active=True, activated_at=activated_at, slot_request=merged.slot_request)
-    return Decision(
-        new, (Activated(at, activated_at, "reused"),), (*ops, TakeSlot(new.slot_request or 0))
-    )
+    request = merged.slot_request
+    new = Marketing(active=True, activated_at=activated_at, slot_request=request)
+    return Decision(new, (Activated(at, activated_at, "reused"),), (*ops, TakeSlot(request)))
 
 
 def purge_not_before(state: Marketing, config: MarketingConfig) -> int | None:
