@@ -10,7 +10,7 @@ from typing import Any
 import faust
 from faust.types import AgentT
 
-from stream import logmask
+from stream import logmask, metrics
 from stream.security import broker_credentials
 from stream.settings import get_settings
 
@@ -84,6 +84,7 @@ app = App(
 
 
 _quiet_library_loggers()
+metrics.watch_consumer_lag(lambda: metrics.consumer_lags(app.consumer))
 
 
 @app.on_worker_init.connect

@@ -1,16 +1,24 @@
 """Prometheus metrics of a worker (SPEC §5), served at `GET /metrics`.
 
-Counted where the work happens: inputs read per topic, change events
-published per type, dead letters per reason, the time each contact
-operation takes per kind, identifier visits that had to wait, timer ticks
-sent, and the due times this worker holds.
+Counted where the work happens: inputs read per topic, records published
+per topic, change events per type, dead letters per reason, the time each
+contact operation takes per kind, identifier visits that had to wait, the
+identifier locks held and operations parked on this worker, timer ticks
+sent, the due times this worker holds, and (read at each scrape) the lag of
+every partition this worker's Faust consumer is assigned.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator, Mapping
+
+from faust.types import ConsumerT
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 INPUTS = Counter("cs_input_events", "input records read, per topic", ["topic"])
+OUTPUTS = Counter("cs_output_events", "records published, per topic", ["topic"])
 CHANGES = Counter("cs_change_events", "change events published, per type", ["type"])
 DEAD_LETTERS = Counter("cs_dead_letters", "dead letters sent, per reason", ["reason"])
 OPERATION_SECONDS = Histogram(
@@ -26,3 +34,66 @@ TICKS = Counter("cs_timer_ticks", "timer ticks sent for due transitions")
 QUOTA_OPS = Counter("cs_quota_ops", "quota operations applied, per kind", ["kind"])
 QUOTA_REFUSED = Counter("cs_quota_refused", "slot requests refused: the tenant's limit was reached")
 DUE = Gauge("cs_timers_due", "contacts of this worker with a due time in the index")
+LOCKS_HELD = Gauge(
+    "cs_identity_locks_held",
+    "identifier locks taken minus released on this worker since it started",
+)
+LOCKS_WAITING = Gauge(
+    "cs_identity_parked_waiting",
+    "operations parked behind an identifier lock, parked minus freed on this worker since start",
+)
+
+Lags = Callable[[], Mapping[tuple[str, int], int]]
+
+
+class ConsumerLag(Collector):
+    """`cs_consumer_lag{topic,partition}`: records not yet committed, read at scrape time."""
+
+    def __init__(self, lags: Lags) -> None:
+        self.lags = lags
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without it the registry would collect at registration, before the
+        # worker has a consumer.
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for (topic, partition), lag in sorted(self.lags().items()):
+            family.add_metric([topic, str(partition)], lag)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "cs_consumer_lag",
+            "end offset minus committed offset of each assigned input partition",
+            labels=["topic", "partition"],
+        )
+
+
+def watch_consumer_lag(lags: Lags) -> None:
+    REGISTRY.register(ConsumerLag(lags))
+
+
+def consumer_lags(consumer: ConsumerT) -> dict[tuple[str, int], int]:
+    """End offset minus committed offset per assigned partition of a Faust consumer.
+
+    Before a partition's first commit in this process, the offset after the
+    last record read stands in for the committed one; a partition neither
+    read nor committed, or whose end offset is not known yet (no fetch
+    answered), is left out. Faust keeps both offsets in private maps only.
+    """
+    lags = {}
+    for tp in consumer.assignment():
+        try:
+            end = consumer.highwater(tp)
+        except AssertionError:
+            continue  # revoked since assignment() answered
+        done = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        if done is None:
+            read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+            done = None if read is None else read + 1
+        if end is not None and done is not None:
+            lags[(tp.topic, tp.partition)] = max(0, end - done)
+    return lags

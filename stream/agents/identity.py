@@ -105,6 +105,8 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
 def _store(key: str, before: Entry, after: Entry) -> None:
     if after == before:
         return
+    metrics.LOCKS_HELD.inc((after.lock is not None) - (before.lock is not None))
+    metrics.LOCKS_WAITING.inc(len(after.parked) - len(before.parked))
     if after.is_empty:
         del identities[key]
     else:

@@ -59,6 +59,7 @@ async def send_dead_letter_from(
     if key is None and origin["key"] is not None:
         key = origin["key"].encode()
     await deadletter_topic.send(key=key, value=orjson.dumps(letter))
+    metrics.OUTPUTS.labels(deadletter_topic.get_topic_name()).inc()
 
 
 async def publish(
@@ -71,5 +72,7 @@ async def publish(
     for change in changes:
         await changes_topic.send(key=key, value=change.encode())
         metrics.CHANGES.labels(orjson.loads(change)["type"]).inc()
+    metrics.OUTPUTS.labels(changes_topic.get_topic_name()).inc(len(changes))
     if contact is not None:
         await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))
+        metrics.OUTPUTS.labels(snapshots_topic.get_topic_name()).inc()

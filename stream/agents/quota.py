@@ -76,6 +76,7 @@ async def _publish_quota(tenant: str, seq: int) -> None:
         },
     }
     await snapshots_topic.send(key=tenant.encode(), value=orjson.dumps(record))
+    metrics.OUTPUTS.labels(snapshots_topic.get_topic_name()).inc()
 
 
 @app.agent(quota_ops_topic, name="keep-quota")

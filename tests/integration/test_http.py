@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.conftest import Env, Worker
+from tests.integration.conftest import Env, Worker, wait_for
 from tests.integration.test_identity_races import send_all
 from tests.integration.test_intake_path import intake, of_type
 
@@ -83,17 +83,37 @@ async def test_metrics_count_inputs_changes_dead_letters_and_operation_times(
     await producer.send_and_wait(topic, b"\xffnot json")
     await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 3)
     await dead.wait_until(lambda v: len(v) >= 1)
-    async with aiohttp.ClientSession() as session:
-        url = f"http://127.0.0.1:{worker.env['CS_WEB_PORT']}/metrics"
-        async with session.get(url) as response:
-            assert response.status == 200
-            text = await response.text()
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+    url = f"http://127.0.0.1:{worker.env['CS_WEB_PORT']}/metrics"
+    samples: dict[str, float] = {}
+
+    async def settled() -> bool:
+        # The lag is end offset minus committed offset: it reaches 0 at the
+        # worker's next commit; the locks are released by the last unlock hop.
+        samples.clear()
+        samples.update(await scrape(url))
+        lags = [v for k, v in samples.items() if k.startswith("cs_consumer_lag{") and topic in k]
+        return bool(lags) and sum(lags) == 0 and samples["cs_identity_locks_held"] == 0
+
+    await wait_for(settled, 30, what="intake lag 0 and no identifier lock held")
     assert samples[f'cs_input_events_total{{topic="{topic}"}}'] == 4
     assert samples['cs_change_events_total{type="contact.created"}'] == 3
     assert samples['cs_dead_letters_total{reason="invalid_json"}'] == 1
     assert samples['cs_operation_seconds_count{kind="intake"}'] == 3
+    changes_out = sum(v for k, v in samples.items() if k.startswith("cs_change_events_total{"))
+    assert samples[f'cs_output_events_total{{topic="{env.topic("contacts.changes.v1")}"}}'] == (
+        changes_out
+    )
+    letters = f'cs_output_events_total{{topic="{env.topic("contacts.deadletter.v1")}"}}'
+    assert samples[letters] == 1
+    assert samples["cs_identity_parked_waiting"] == 0
+
+
+async def scrape(url: str) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
