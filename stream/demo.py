@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,18 @@ SOURCES = ["form", "landing_page", "import", "facebook_lead_ads", "api", "manual
 TAGS = ["webinar", "ebook", "newsletter", "black-friday", "trial"]
 
 
-INTAKE, ENGAGEMENT = "contacts.intake.v1", "contacts.engagement.v1"
+INTAKE, ENGAGEMENT, COMMANDS = (
+    "contacts.intake.v1",
+    "contacts.engagement.v1",
+    "contacts.commands.v1",
+)
+COMMAND_KINDS = [
+    "delete_contact",
+    "restore_contact",
+    "set_marketing",
+    "update_contact",
+    "add_to_list",
+]
 TENANT_CONFIG = "tenants.config.v1"
 # The demo tenant's plan: fewer marketing slots than people who will ask for one.
 DEMO_CONFIG = {"marketing_limit": 250}
@@ -60,12 +72,17 @@ class DemoPerson:
 ENGAGEMENT_TYPES = ["sent", "sent", "open", "open", "click", "high_intent_visit", "bounce_soft"]
 
 
-def demo_inputs(seed: int, tenant: str, run: str, people: int = 400) -> Iterator[tuple[str, bytes]]:
-    """An endless, seeded stream of intakes and engagement events, each with its topic.
+def demo_inputs(
+    seed: int, tenant: str, run: str, people: int = 400, known: Sequence[str] = ()
+) -> Iterator[tuple[str, bytes]]:
+    """An endless, seeded stream of intakes, engagement events and commands, each with its topic.
 
-    The same seed gives the same contents. Engagement events name people by
-    email or phone; one whose contact does not exist yet is dead-lettered
-    `unknown_contact`, as in production.
+    The same seed gives the same intakes and engagement events. Engagement
+    events name people by email or phone; one whose contact does not exist
+    yet is dead-lettered `unknown_contact`, as in production. Commands (a
+    marketer's edits: trash, restore, marketing on, a tag, a list) name
+    contacts from `known`, the ids the caller has seen created so far: which
+    ones depends on timing, so they are not part of the seeded contents.
 
     `run` goes into every `event_id`, so a second demo run is not taken for a
     replay of the first (repeated event ids within `dedup_days` have no effect).
@@ -85,6 +102,9 @@ def demo_inputs(seed: int, tenant: str, run: str, people: int = 400) -> Iterator
         n += 1
         if rng.random() < 0.03:
             yield INTAKE, rng.choice([b"{not json", b'{"tenant_id": "bad tenant!"}', b"[]"])
+            continue
+        if known and rng.random() < 0.06:
+            yield COMMANDS, orjson.dumps(demo_command(rng, f"demo-{seed}-{run}-{n}", tenant, known))
             continue
         person = rng.choice(crowd)
         if rng.random() < 0.35:
@@ -119,6 +139,22 @@ def demo_inputs(seed: int, tenant: str, run: str, people: int = 400) -> Iterator
         yield INTAKE, orjson.dumps(intake)
 
 
+def demo_command(
+    rng: random.Random, event_id: str, tenant: str, known: Sequence[str]
+) -> dict[str, Any]:
+    """One marketer's edit of a known contact (SPEC §2.4)."""
+    ids = [rng.choice(known)]
+    envelope = {"event_id": event_id, "tenant_id": tenant}
+    kind = rng.choices(COMMAND_KINDS, weights=[25, 15, 25, 20, 15])[0]
+    if kind == "set_marketing":
+        return {**envelope, "type": kind, "contact_ids": ids, "marketing": True, "via": "profile"}
+    if kind == "update_contact":
+        return {**envelope, "type": kind, "contact_id": ids[0], "tags_add": [rng.choice(TAGS)]}
+    if kind == "add_to_list":
+        return {**envelope, "type": kind, "list_id": "vip", "contact_ids": ids}
+    return {**envelope, "type": kind, "contact_ids": ids}
+
+
 @dataclass
 class Tally:
     sent: int = 0
@@ -128,6 +164,14 @@ class Tally:
     redis_error: str | None = None
     quota: str = "-"
     started: float = field(default_factory=time.monotonic)
+    known: list[str] = field(default_factory=list)  # contact ids created, for the commands
+    recent: deque[float] = field(default_factory=deque)  # when the last changes arrived
+
+    def change_rate(self, window: float = 5.0) -> float:
+        now = time.monotonic()
+        while self.recent and self.recent[0] < now - window:
+            self.recent.popleft()
+        return len(self.recent) / window
 
 
 async def feed(
@@ -138,7 +182,8 @@ async def feed(
     )
     await producer.start()
     try:
-        topics = {kind: settings.topic(kind) for kind in (INTAKE, ENGAGEMENT, TENANT_CONFIG)}
+        kinds = (INTAKE, ENGAGEMENT, COMMANDS, TENANT_CONFIG)
+        topics = {kind: settings.topic(kind) for kind in kinds}
         # The worker creates its topics (the broker does not auto-create them):
         # wait for it rather than fail the first send.
         while not stop.is_set():
@@ -149,7 +194,8 @@ async def feed(
             except KafkaError:
                 await asyncio.sleep(1)
         await producer.send(topics[TENANT_CONFIG], orjson.dumps(DEMO_CONFIG), key=tenant.encode())
-        for kind, raw in demo_inputs(seed, tenant, run=f"{time.time_ns():x}"):
+        inputs = demo_inputs(seed, tenant, run=f"{time.time_ns():x}", known=tally.known)
+        for kind, raw in inputs:
             if stop.is_set():
                 break
             await producer.send(topics[kind], raw)
@@ -178,6 +224,9 @@ async def watch_topics(settings: Settings, tally: Tally, stop: asyncio.Event) ->
                     value = orjson.loads(record.value)
                     if tp.topic == changes:
                         tally.changes[value["type"]] += 1
+                        tally.recent.append(time.monotonic())
+                        if value["type"] == "contact.created":
+                            tally.known.append(value["contact_id"])
                     else:
                         tally.dead[value["reason"]] += 1
     finally:
@@ -226,11 +275,11 @@ def render(tally: Tally, tenant: str) -> str:
         f"  inputs sent           {tally.sent:>8}   ({tally.sent / max(elapsed, 1):.0f}/s)",
         f"  contacts created      {tally.changes['contact.created']:>8}",
         f"  marketing quota       {tally.quota}",
-        f"  change events         {total_changes:>8}",
+        f"  change events         {total_changes:>8}   ({tally.change_rate():.0f}/s now)",
     ]
-    lines += [f"    {kind:<22}{count:>8}" for kind, count in sorted(tally.changes.items())]
+    lines += [f"    {kind:<30}{count:>8}" for kind, count in sorted(tally.changes.items())]
     lines.append(f"  dead letters          {sum(tally.dead.values()):>8}")
-    lines += [f"    {reason:<22}{count:>8}" for reason, count in sorted(tally.dead.items())]
+    lines += [f"    {reason:<30}{count:>8}" for reason, count in sorted(tally.dead.items())]
     redis_line = tally.redis_error or str(tally.redis_contacts)
     lines += [f"  contacts in Redis     {redis_line:>8}", "", "  Ctrl-C to stop"]
     return "\n".join(lines)
@@ -308,6 +357,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-stack", action="store_true", help="servers are already given")
     parser.add_argument("--no-worker", action="store_true", help="a worker is already running")
     args = parser.parse_args(argv)
+    # aiokafka warns about every topic the worker has not created yet, for
+    # seconds at the start: noise over the live view.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     if not args.no_stack and not os.environ.get("CS_KAFKA_BOOTSTRAP"):
         subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
         env = subprocess.run(
