@@ -27,13 +27,16 @@ rewind: 0 of 8). Fix 2 covers the case the rewind was meant for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Set
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Set
+from typing import Any, ClassVar, cast
 
 import aiokafka
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, ConsumerT, Message
+from mode import Service, ServiceT
 
 RecordMap = Mapping[TP, list[Any]]
 log = logging.getLogger(__name__)
@@ -109,8 +112,9 @@ class Consumer(driver.Consumer):
                     or tp in active_partitions
                     or tp in self._buffered_partitions
                 ):
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    self._note_first(tp, record.offset, generation_id)
+                    if tp not in delivered:  # once per partition and batch, not per record
+                        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                        self._note_first(tp, record.offset, generation_id)
                     delivered[tp] = record.offset
                     yield tp, self._to_message(tp, record)
                 else:
@@ -148,6 +152,143 @@ class Consumer(driver.Consumer):
         if back:
             log.info("fetching %d records' partitions again: not delivered", len(back))
             await self._thread.call_thread(self._thread.seek_now, back)
+
+    async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        """Commit what was processed of the revoked partitions before Faust forgets it.
+
+        Faust's `on_partitions_revoked` drops a revoked partition's acked
+        offsets first and only then waits for its streams and commits, so the
+        records processed since the last commit (up to `broker_commit_interval`)
+        are processed again by the partition's next owner: a test saw ~50 of
+        1,000 records twice when a second worker joined, on either transport.
+        Here the app's own revocation steps (stop the flow, pause, drop the
+        buffered events, wait for the events being processed, commit) run
+        first, while the offsets are still known; Faust's then find nothing
+        left to wait for.
+        """
+        if revoked and not self.should_stop and self.assignment():
+            app = self.app
+            self.stop_flow()
+            app.flow_control.suspend()
+            self.pause_partitions(self.assignment())
+            app.flow_control.clear()
+            if app.conf.stream_wait_empty:
+                await self.wait_empty()  # ends with a commit
+            else:
+                await self.commit()
+        await super().on_partitions_revoked(revoked)
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
+        """Faust's drain loop, without four asyncio tasks per message.
+
+        Faust hands each record to the conductor with
+        `wait_first(callback(message), suspend_flow.wait())`: a task for the
+        callback, one each for the flow, stop and crash events, and an
+        `asyncio.wait` — about half of an empty agent's time per record
+        (DESIGN.md, Speed). The callback only puts the record in its agents'
+        buffers, so it almost always finishes without waiting. Here it is
+        started in place (`eager`): when it finishes at once, no task is
+        made; when it waits (a full buffer), what is left of it goes to the
+        same `wait_first` as before, so a rebalance, a stop or a crash still
+        interrupts it. The offset bookkeeping (read offsets, gaps, commits
+        every N acks) is Faust's, line for line.
+        """
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        yield_every, since_yield = 100, 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                batch = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in batch:
+                        since_yield += 1
+                        if since_yield > yield_every:
+                            await asyncio.sleep(0)
+                            since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            rest = eager(cast(Coroutine[Any, Any, Any], callback(message)))
+                            if rest is not None:
+                                await self.wait_first(rest, self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                        else:
+                            log.debug("dropped a record below the read offset of %s", tp)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+def eager(coro: Coroutine[Any, Any, Any]) -> Awaitable[Any] | None:
+    """Run `coro` until it first waits: None if it finished, else an awaitable of the rest.
+
+    Python 3.12's eager tasks do this; on 3.11 we step the coroutine by hand.
+    The rest is an awaitable whose generator yields what `coro` yielded
+    (the future it waits for, with its blocking flag set) to whichever task
+    runs it, and passes back what that task sends or throws (a cancellation
+    included), exactly as if the task had run `coro` from the start. An
+    exception raised before the first wait propagates from here.
+    """
+    try:
+        first = coro.send(None)
+    except StopIteration:
+        return None
+    return _Rest(coro, first)
+
+
+class _Rest:
+    """What is left of a started coroutine, to await once (mode's wait_first wants an awaitable)."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return _resume(self.coro, self.first)
+
+
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    step: Callable[[Any], Any]
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # thrown in by the task: pass it on
+            step, arg = coro.throw, exc
+        else:
+            step, arg = coro.send, sent
+        try:
+            yielded = step(arg)
+        except StopIteration as stop:
+            return stop.value
 
 
 class Transport(driver.Transport):
