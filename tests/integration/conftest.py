@@ -39,6 +39,9 @@ class Servers:
     stack_env: dict[str, str] | None = None
     # Its SASL_PLAINTEXT listener (PLAIN), when it has one (scripts/stack does).
     sasl_bootstrap: str | None = None
+    # Its SASL_SSL listener (SCRAM-SHA-512, PLAIN) and the CA that signed it (scripts/stack).
+    sasl_ssl_bootstrap: str | None = None
+    test_cafile: str | None = None
 
     def stack(self, command: str) -> None:
         """Run `scripts/stack COMMAND` on this session's stack (e.g. kafka-stop)."""
@@ -67,6 +70,8 @@ def servers() -> Iterator[Servers]:
             redis_url,
             {"CS_STACK_DIR": stack_dir} if stack_dir else None,
             os.environ.get("CS_KAFKA_SASL_BOOTSTRAP"),
+            os.environ.get("CS_KAFKA_SASL_SSL_BOOTSTRAP"),
+            os.environ.get("CS_KAFKA_TEST_CAFILE"),
         )
         return
     if _docker_engine_answers():
@@ -92,6 +97,8 @@ def servers() -> Iterator[Servers]:
             values["CS_REDIS_URL"],
             {},
             values.get("CS_KAFKA_SASL_BOOTSTRAP"),
+            values.get("CS_KAFKA_SASL_SSL_BOOTSTRAP"),
+            values.get("CS_KAFKA_TEST_CAFILE"),
         )
     finally:
         if not was_up:
