@@ -1,0 +1,1211 @@
+"""The engagement workload (issue #11): preloaded contacts, engagement events by email.
+
+Usage (a stack must be up; a private one keeps a test suite from restarting
+the broker under the bench, see bench/README.md):
+
+    .venv/bin/python bench/engagement.py --ref HEAD                    # 100 k + 20 k
+    .venv/bin/python bench/engagement.py --ref HEAD --events 100000    # the issue's 100 k
+    .venv/bin/python bench/engagement.py --ref HEAD --contacts 2000 --events 2000  # check
+    .venv/bin/python bench/engagement.py --ref HEAD --profile --latency 2000 50
+
+One run, on topics of its own (a fresh `CS_TOPIC_PREFIX` / `CS_APP_ID`, as
+bench/timers.py does, whose helpers this reuses):
+1. raw: bench/intake_throughput.py's aiokafka consume -> produce loop over
+   the same number of records: the ceiling on this machine, in this run;
+2. preload: N contacts (one email each, marketing, campaign status `active`,
+   tier `new`, nothing due for days) written straight into the changelog of
+   the `contacts` table, and their emails (`tenant|email|value` -> owner) into
+   the changelog of the `identities` table, each record on the partition
+   Faust would write it to: a table entry goes to the partition of the event
+   being processed, i.e. the contact-ops partition of `tenant:contact_id` and
+   the identity-ops partition of the identity key (aiokafka's murmur2, the
+   partitioner the worker uses);
+3. inputs: M records (`--events`, default 20,000: 100,000 would take ~28
+   min on the loaded 2-core machine, see bench/README.md) produced up front,
+   90 % engagement events naming a preloaded contact by email (sent 50 %,
+   open 35 %, click 15 %; `occurred_at` within the last 10 minutes), 10 %
+   intakes of new emails (source `import`);
+4. throughput: one worker (`python -m stream.cli worker -l warn`) is started
+   and the clock runs from the first change event to the last (the change
+   records' broker timestamps, CreateTime set by the worker): inputs/s and
+   change events/s; then until the Redis projection has caught up (its
+   consumer group's committed offsets reach the end of the topics it reads),
+   with the Redis commands and scripts run meanwhile. Every input must come
+   out as a change event: a dead letter (`unknown_contact` would mean the
+   preload is not where the worker looks) fails the run;
+5. `--profile`: `py-spy record -r 200 -f raw` attached to the worker for
+   `--profile-seconds` (20) once 20 % of the inputs are out; the top
+   functions by self and by inclusive time are printed, the raw
+   collapsed stacks kept in bench/results/;
+6. `--latency RATE ...`: with the worker running and caught up, engagement
+   events at a fixed RATE for `--latency-seconds` (30): p50/p95/p99 of
+   (change event's broker timestamp - the input's produce time) over every
+   event, and of (snapshot seen in Redis - produce time) over 1 event in 20
+   (each sampled event names a contact no other event of the phase names,
+   so its Redis key changes only for it; polled every 10 ms). If the worker
+   cannot keep up, the backlog and the achieved rate are reported instead;
+7. bench/results/engagement-<UTC time>.json (all figures, the commit, the
+   uncommitted files); the run's topics, Redis keys and data dir are deleted.
+
+`--ref REF` runs the worker (and the encoding of the preload) from
+`git archive REF`, so edits in the working tree are not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from intake_throughput import raw_passthrough
+from timers import (
+    BOOTSTRAP,
+    REDIS_URL,
+    ROOT,
+    SOURCE,
+    cleanup,
+    free_port,
+    git,
+    percentiles,
+    proc_status,
+    rerun_from,
+    say,
+)
+
+DAY_MS = 86_400_000
+TENANT = "bench"
+BATCH_BYTES = 512 * 1024
+# Engagement types of the workload, with their share (SPEC §2.3: a campaign's
+# sends, and the opens and clicks they bring).
+TYPES = (("sent", 50), ("open", 35), ("click", 15))
+INTAKE_EVERY = 10  # every 10th input is an intake of a new email
+SAMPLE_EVERY = 20  # latency mode: 1 event in 20 is followed into Redis
+PROFILE_AT = 0.2  # of the inputs out when py-spy starts
+STACK_DIR = os.environ.get("CS_STACK_DIR")
+
+
+def email_of(i: int) -> str:
+    return f"person{i}@bench.example.com"
+
+
+def contact_id_of(i: int) -> str:
+    return str(uuid.UUID(int=i + 1))
+
+
+# --- preload ----------------------------------------------------------------
+
+
+def preload_encoders(now_ms: int) -> tuple[Callable[[int], tuple[bytes, bytes]], ...]:
+    """(contact i -> contacts-table record, contact i -> identities-table record)."""
+    # Imported here, after `--ref` has chosen which `stream` package is on the path.
+    from stream.domain.contact import Contact, TimedValue
+    from stream.domain.engagement import Engagement
+    from stream.domain.locking import Entry
+    from stream.domain.marketing import Marketing
+    from stream.domain.normalize import Kind
+    from stream.tables.codec import encode_contact
+    from stream.tables.contacts import contact_key
+    from stream.tables.identities import encode_entry, identity_key
+
+    last = now_ms - DAY_MS  # tier `new` for 15 more days
+    activated = now_ms - 30 * DAY_MS  # `inactive` by days would be 60 days away
+
+    def contact(i: int) -> tuple[bytes, bytes]:
+        cid = contact_id_of(i)
+        email = email_of(i)  # normalized already (check_preload)
+        value = Contact(
+            tenant_id=TENANT,
+            contact_id=cid,
+            source="import",
+            created_at=activated,
+            updated_at=last,
+            version=4,
+            emails=(email,),
+            fields=(
+                ("city", TimedValue("Madrid", activated, f"pre{i}")),
+                ("first_name", TimedValue("Ana", activated, f"pre{i}")),
+            ),
+            engagement=Engagement(
+                score=5.0,
+                score_at=last,
+                last_engagement_at=last,
+                last_activity_at=last,
+                activity=(("open", last), ("sent", last - 3_600_000)),
+                campaign_status="active",
+                status_reason="activated",
+                status_since=activated,
+                activated_at_latest=activated,
+                tier="new",
+            ),
+            marketing=Marketing(active=True, activated_at=activated, slot_request=i),
+        )
+        return contact_key(TENANT, cid).encode(), encode_contact(value)
+
+    def identity(i: int) -> tuple[bytes, bytes]:
+        key = identity_key(TENANT, Kind.EMAIL.value, email_of(i))
+        return key.encode(), encode_entry(Entry(owner=contact_id_of(i)))
+
+    return contact, identity
+
+
+def check_preload(now_ms: int) -> None:
+    """A preloaded contact decodes as written, owns its normalized email, and nothing is due."""
+    from stream.domain.commands import next_due
+    from stream.domain.normalize import normalize_email
+    from stream.tables.codec import decode_contact, encode_contact
+    from stream.tables.identities import decode_entry
+
+    contact, identity = preload_encoders(now_ms)
+    _, raw = contact(5)
+    decoded = decode_contact(raw)
+    if encode_contact(decoded) != raw:
+        raise RuntimeError("a preloaded contact does not survive decode/encode: the codec changed")
+    if normalize_email(email_of(5)) != decoded.emails[0]:
+        raise RuntimeError("the preloaded email is not in normalized form")
+    if decode_entry(identity(5)[1]).owner != decoded.contact_id:
+        raise RuntimeError("the identity entry does not name its contact")
+    due = next_due(decoded)
+    if due is not None and due < now_ms + DAY_MS:
+        raise RuntimeError(f"a preloaded contact is due at {due}: a timer would fire in the run")
+
+
+def names_of(run: str, partitions: int) -> dict[str, str]:
+    from stream.settings import Settings
+
+    s = Settings(app_id=f"cs-{run}", topic_prefix=f"{run}.", partitions=partitions)
+    return {
+        # Faust names a table's changelog `{app id}-{table}-changelog`.
+        "contacts_changelog": f"{s.app_id}-contacts-changelog",
+        "identities_changelog": f"{s.app_id}-identities-changelog",
+        "intake": s.topic("contacts.intake.v1"),
+        "engagement": s.topic("contacts.engagement.v1"),
+        "changes": s.topic("contacts.changes.v1"),
+        "deadletter": s.topic("contacts.deadletter.v1"),
+        "snapshots": s.topic("contact-stream.snapshots.v1"),
+        "projection_group": f"{s.app_id}-projection",
+        "redis_prefix": f"cs-{run}",
+    }
+
+
+TOPIC_ROLES = ("contacts_changelog", "identities_changelog", "intake", "engagement")
+TOPIC_ROLES += ("changes", "deadletter", "snapshots")
+COMPACTED = ("contacts_changelog", "identities_changelog", "snapshots")
+
+
+async def create_topics(names: dict[str, str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    names[role],
+                    partitions,
+                    1,
+                    topic_configs={"cleanup.policy": "compact"} if role in COMPACTED else {},
+                )
+                for role in TOPIC_ROLES
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+class BatchWriter:
+    """Records into (topic, partition) batches of 512 KiB, on an explicit partition."""
+
+    def __init__(self, producer: AIOKafkaProducer, partitions: int) -> None:
+        self.producer = producer
+        self.partitions = list(range(partitions))
+        self.partitioner = DefaultPartitioner()
+        self.batches: dict[tuple[str, int], Any] = {}
+        self.pending: list[asyncio.Future[Any]] = []
+        self.bytes = 0
+        self.records = 0
+
+    def partition_of(self, key: bytes) -> int:
+        """Where the worker's producer sends `key` (the default partitioner, no explicit one)."""
+        return int(self.partitioner(key, self.partitions, self.partitions))
+
+    async def put(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        slot = (topic, partition)
+        if slot not in self.batches:
+            self.batches[slot] = self.producer.create_batch()
+        while self.batches[slot].append(key=key, value=value, timestamp=None) is None:
+            await self._ship(slot)
+            self.batches[slot] = self.producer.create_batch()
+        self.bytes += len(key) + len(value)
+        self.records += 1
+
+    async def _ship(self, slot: tuple[str, int]) -> None:
+        batch = self.batches.pop(slot)
+        self.pending.append(await self.producer.send_batch(batch, slot[0], partition=slot[1]))
+        if len(self.pending) >= 64:
+            await asyncio.gather(*self.pending)
+            self.pending.clear()
+
+    async def close(self) -> None:
+        for slot in list(self.batches):
+            if self.batches[slot].record_count():
+                await self._ship(slot)
+        await asyncio.gather(*self.pending)
+
+
+def big_producer() -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP,
+        max_batch_size=BATCH_BYTES,
+        max_request_size=4 * BATCH_BYTES,
+        linger_ms=50,
+        acks=1,
+    )
+
+
+async def preload(names: dict[str, str], contacts: int, partitions: int, now_ms: int) -> dict:
+    contact, identity = preload_encoders(now_ms)
+    producer = big_producer()
+    await producer.start()
+    writer = BatchWriter(producer, partitions)
+    started = time.monotonic()
+    try:
+        for i in range(contacts):
+            key, value = contact(i)
+            # A contacts-table entry is written while a contact-ops record keyed so is processed.
+            await writer.put(names["contacts_changelog"], key, value, writer.partition_of(key))
+            key, value = identity(i)
+            # An identities-table entry: while an identity-ops record with this key is.
+            await writer.put(names["identities_changelog"], key, value, writer.partition_of(key))
+        await writer.close()
+    finally:
+        await producer.stop()
+    seconds = time.monotonic() - started
+    return {
+        "records": writer.records,
+        "mb": writer.bytes / 1e6,
+        "seconds": seconds,
+        "records_per_s": writer.records / seconds,
+    }
+
+
+# --- inputs -----------------------------------------------------------------
+
+
+def engagement(event_id: str, i: int, kind: str, occurred_ms: int) -> bytes:
+    from stream.domain.timefmt import format_ms
+
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "tenant_id": TENANT,
+            "type": kind,
+            "email": email_of(i),
+            "campaign_id": "spring-sale",
+            "occurred_at": format_ms(occurred_ms),
+        }
+    )
+
+
+def intake(event_id: str, n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "tenant_id": TENANT,
+            "source": "import",
+            "emails": [f"new{n}@bench.example.com"],
+            "fields": {"first_name": "Luis", "city": "Sevilla"},
+        }
+    )
+
+
+def pick_type(rng: random.Random) -> str:
+    return rng.choices([t for t, _ in TYPES], weights=[w for _, w in TYPES])[0]
+
+
+async def produce_inputs(
+    run: str, names: dict[str, str], contacts: int, events: int, partitions: int
+) -> dict:
+    """M inputs, keyed by email as producers usually do; the intakes interleaved."""
+    rng = random.Random(11)
+    now_ms = int(time.time() * 1000)
+    producer = big_producer()
+    await producer.start()
+    writer = BatchWriter(producer, partitions)
+    kinds: Counter[str] = Counter()
+    started = time.monotonic()
+    try:
+        for n in range(events):
+            if n % INTAKE_EVERY == INTAKE_EVERY - 1:
+                value = intake(f"{run}-t-i{n}", n)
+                key = f"new{n}@bench.example.com".encode()
+                topic = names["intake"]
+                kinds["intake"] += 1
+            else:
+                i = rng.randrange(contacts)
+                kind = pick_type(rng)
+                value = engagement(f"{run}-t-e{n}", i, kind, now_ms - rng.randrange(600_000))
+                key, topic = email_of(i).encode(), names["engagement"]
+                kinds[kind] += 1
+            await writer.put(topic, key, value, writer.partition_of(key))
+        await writer.close()
+    finally:
+        await producer.stop()
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "records_per_s": events / seconds, "kinds": dict(kinds)}
+
+
+# --- watching the outputs -----------------------------------------------------
+
+
+@dataclass
+class Seen:
+    ts: int  # broker timestamp of the change record
+    event_id: str | None
+    type: str
+    contact_id: str
+    version: int
+
+
+class Outputs:
+    """Every change event and dead letter of the run, read from the start."""
+
+    def __init__(self, names: dict[str, str], partitions: int) -> None:
+        self.topics = (names["changes"], names["deadletter"])
+        self.partitions = partitions
+        self.changes: list[Seen] = []
+        # event_id -> broker timestamp of its first change event
+        self.done: dict[str, int] = {}
+        self.dead: dict[str | None, str] = {}
+        self.dead_reasons: Counter[str] = Counter()
+        # Inputs that gave a change event or a dead letter, per registered phase prefix.
+        self.phases: list[str] = []
+        self._counts: Counter[str] = Counter()
+        self._counted: set[str] = set()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=BOOTSTRAP,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign(
+            [TopicPartition(t, p) for t in self.topics for p in range(self.partitions)]
+        )
+        await self._consumer.seek_to_beginning()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        changes_topic = self.topics[0]
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    if tp.topic == changes_topic:
+                        event_id = value["cause"]["event_id"]
+                        self.changes.append(
+                            Seen(
+                                record.timestamp,
+                                event_id,
+                                value["type"],
+                                value["contact_id"],
+                                value["version"],
+                            )
+                        )
+                        if event_id is not None and event_id not in self.done:
+                            self.done[event_id] = record.timestamp
+                            self._count(event_id)
+                    else:
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            event_id = orjson.loads(value["raw"])["event_id"]
+                        self.dead[event_id] = value["reason"]
+                        self.dead_reasons[value["reason"]] += 1
+                        if event_id is not None:
+                            self._count(event_id)
+
+    def _count(self, event_id: str) -> None:
+        if event_id in self._counted:
+            return
+        self._counted.add(event_id)
+        for phase in self.phases:
+            if event_id.startswith(phase):
+                self._counts[phase] += 1
+
+    def accounted(self, prefix: str) -> int:
+        """Inputs of a phase (registered before its inputs) that gave a change or a dead letter."""
+        return self._counts[prefix]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+# --- machine and process CPU ----------------------------------------------------
+
+
+def stack_pids() -> dict[str, int]:
+    out: dict[str, int] = {}
+    if STACK_DIR:
+        for name, path in (("kafka", "kafka/kafka.pid"), ("redis", "redis/redis.pid")):
+            with contextlib.suppress(OSError, ValueError):
+                out[name] = int((Path(STACK_DIR) / path).read_text().split()[0])
+    return out
+
+
+def cpu_times(worker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the worker, broker, Redis, this bench, and the machine."""
+    out: dict[str, float] = {"at": time.time()}
+    pids = {**stack_pids(), "bench": os.getpid()}
+    if worker_pid is not None:
+        pids["worker"] = worker_pid
+    for name, pid in pids.items():
+        cpu = proc_status(pid).get("cpu")
+        if cpu is not None:
+            out[name] = cpu
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    hz = os.sysconf("SC_CLK_TCK")
+    out["machine_busy"] = (sum(ticks) - ticks[3] - ticks[4]) / hz  # minus idle, iowait
+    out["machine_total"] = sum(ticks) / hz
+    return out
+
+
+def cpu_between(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Cores used by each over the interval (1.0 = one core busy all the time)."""
+    wall = max(b["at"] - a["at"], 1e-6)
+    out = {
+        name: round((b[name] - a[name]) / wall, 3)
+        for name in a
+        if name not in ("at", "machine_total") and name in b
+    }
+    out["machine_busy_fraction"] = round(
+        (b["machine_busy"] - a["machine_busy"])
+        / max(b["machine_total"] - a["machine_total"], 1e-6),
+        3,
+    )
+    out.pop("machine_busy", None)
+    out["seconds"] = round(wall, 1)
+    return out
+
+
+# --- the worker -------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"worker exited ({self.process.returncode}):\n{tail}")
+
+
+def start_worker(run: str, names: dict[str, str], partitions: int, workdir: Path) -> Worker:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CS_KAFKA_BOOTSTRAP": BOOTSTRAP,
+        "CS_REDIS_URL": REDIS_URL,
+        "CS_APP_ID": f"cs-{run}",
+        "CS_TOPIC_PREFIX": f"{run}.",
+        "CS_REDIS_PREFIX": names["redis_prefix"],
+        "CS_PARTITIONS": str(partitions),
+        "CS_DATADIR": str(workdir / "data"),
+        "CS_WEB_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(SOURCE),
+    }
+    log = workdir / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "-l", "warn"],
+            cwd=SOURCE,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Worker(process, log, port)
+
+
+# --- Redis ----------------------------------------------------------------------
+
+
+async def redis_stats(client: aioredis.Redis) -> dict[str, float]:
+    info = await client.info("all")
+    scripts = sum(
+        v.get("calls", 0)
+        for k, v in info.items()
+        if k in ("cmdstat_evalsha", "cmdstat_eval") and isinstance(v, dict)
+    )
+    return {
+        "at": time.time(),
+        "commands": float(info.get("total_commands_processed", 0)),
+        "scripts": float(scripts),
+    }
+
+
+async def projection_behind(
+    admin: AIOKafkaAdminClient, offsets: AIOKafkaConsumer, names: dict[str, str], partitions: int
+) -> int | None:
+    """Records of the topics the projection reads that it has not committed yet."""
+    committed = await admin.list_consumer_group_offsets(names["projection_group"])
+    topics = {tp.topic for tp in committed} & {names["snapshots"], names["changes"]}
+    if names["snapshots"] not in topics:
+        return None
+    wanted = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+    ends = await offsets.end_offsets(wanted)
+    return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in wanted)
+
+
+async def wait_projection(
+    names: dict[str, str], partitions: int, worker: Worker, deadline_s: float
+) -> float | None:
+    """Epoch seconds when the projection had committed every snapshot (and change) written."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    offsets = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    await offsets.start()
+    try:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            worker.check()
+            polled = time.time()
+            if await projection_behind(admin, offsets, names, partitions) == 0:
+                return polled
+            await asyncio.sleep(0.25)
+        return None
+    finally:
+        await offsets.stop()
+        await admin.close()
+
+
+async def verify_redis(
+    client: aioredis.Redis, prefix: str, changes: list[Seen], sample: int
+) -> dict[str, int]:
+    """For a sample of contacts, Redis holds the version of their last change event."""
+    latest: dict[str, int] = {}
+    for s in changes:
+        latest[s.contact_id] = max(latest.get(s.contact_id, 0), s.version)
+    ids = random.Random(3).sample(sorted(latest), min(sample, len(latest)))
+    out = Counter(checked=len(ids))
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        values = await client.mget([f"{prefix}:{{{TENANT}}}:c:{c}" for c in part])
+        for cid, raw in zip(part, values, strict=True):
+            if raw is None:
+                out["missing"] += 1
+            elif orjson.loads(raw)["version"] < latest[cid]:
+                out["behind"] += 1
+            else:
+                out["current"] += 1
+    return dict(out)
+
+
+# --- profile ----------------------------------------------------------------------
+
+
+def pyspy() -> str:
+    path = Path(sys.executable).parent / "py-spy"
+    if not path.exists():
+        raise SystemExit(f"{path} missing: .venv/bin/pip install py-spy")
+    return str(path)
+
+
+def short_frame(frame: str) -> str:
+    """`fn (/long/path/site-packages/pkg/mod.py:123)` -> `fn (pkg/mod.py)`."""
+    frame = re.sub(r":\d+\)$", ")", frame)
+    frame = re.sub(r"\(.*?site-packages/", "(", frame)
+    frame = re.sub(r"\(/tmp/bench-timers-src-[^/]+/", "(", frame)
+    return frame.replace(f"({SOURCE}/", "(").replace(f"({ROOT}/", "(")
+
+
+def read_profile(path: Path, top: int = 30) -> dict[str, Any]:
+    """Self and inclusive samples per function (line numbers merged) of collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    by_file: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [short_frame(f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            inclusive[f] += n
+        file = re.search(r"\(([^()]*)\)$", frames[-1])
+        by_file[file.group(1) if file else frames[-1]] += n
+
+    def table(counter: Counter[str], k: int) -> list[tuple[str, int, float]]:
+        return [(name, n, round(100 * n / max(total, 1), 1)) for name, n in counter.most_common(k)]
+
+    return {
+        "samples": total,
+        "self": table(own, top),
+        "inclusive": table(inclusive, top),
+        "self_by_file": table(by_file, 20),
+    }
+
+
+async def profile_worker(pid: int, seconds: float, out: Path) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        pyspy(),
+        "record",
+        "-r",
+        "200",
+        "-f",
+        "raw",
+        "-d",
+        str(int(seconds)),
+        "-p",
+        str(pid),
+        "-o",
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0 or not out.exists():
+        return {"error": output.decode(errors="replace")[-2000:]}
+    return {"file": str(out.relative_to(ROOT)), **read_profile(out)}
+
+
+def print_profile(profile: dict[str, Any]) -> None:
+    if "error" in profile:
+        say(f"py-spy failed: {profile['error']}")
+        return
+    for title, rows in (
+        ("by self time", profile["self"]),
+        ("by inclusive time", profile["inclusive"]),
+        ("self time by file", profile["self_by_file"]),
+    ):
+        print(f"\nprofile, top {len(rows)} {title} ({profile['samples']:,} samples):")
+        for name, n, pct in rows:
+            print(f"  {pct:5.1f} %  {n:7,}  {name}")
+
+
+# --- phases -------------------------------------------------------------------------
+
+
+@dataclass
+class Throughput:
+    inputs: int = 0
+    engagements: int = 0
+    intakes: int = 0
+    change_events: int = 0
+    change_types: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    worker_start_to_first_change_s: float | None = None
+    elapsed_s: float | None = None
+    inputs_per_s: float | None = None
+    change_events_per_s: float | None = None
+    of_raw: float | None = None
+    worker_cpu_us_per_input: float | None = None
+    cores_while_processing: dict[str, float] = field(default_factory=dict)
+    redis_caught_up_after_first_change_s: float | None = None
+    redis_lag_after_last_change_s: float | None = None
+    inputs_per_s_into_redis: float | None = None
+    redis_commands_per_s: float | None = None
+    redis_scripts_per_s: float | None = None
+    snapshots_written: int | None = None
+    redis_check: dict[str, int] = field(default_factory=dict)
+    # (seconds since the first change, inputs accounted) every ~5 s
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+
+async def throughput_phase(
+    run: str,
+    names: dict[str, str],
+    args: argparse.Namespace,
+    outputs: Outputs,
+    worker: Worker,
+    result: dict[str, Any],
+    redis: aioredis.Redis,
+) -> Throughput:
+    t = Throughput(inputs=args.events)
+    started = time.time()
+    profile_task: asyncio.Task[dict[str, Any]] | None = None
+    cpu_first: dict[str, float] | None = None
+    redis_first: dict[str, float] | None = None
+    last_report = 0.0
+    deadline = time.monotonic() + args.timeout
+    while True:
+        worker.check()
+        done = outputs.accounted(f"{run}-t-")
+        now = time.time()
+        if args.profile and profile_task is None and done >= args.events * PROFILE_AT:
+            # Mid-run: the route agent may be done with its topic by then, the hops are not.
+            say(f"profiling the worker for {args.profile_s:.0f} s ({done:,} inputs out)")
+            out = ROOT / "bench" / "results" / f"engagement-profile-{result['stamp']}.txt"
+            profile_task = asyncio.create_task(
+                profile_worker(worker.process.pid, args.profile_s, out)
+            )
+        if cpu_first is None and outputs.changes:
+            cpu_first = cpu_times(worker.process.pid)
+            redis_first = await redis_stats(redis)
+            first_ts = min(s.ts for s in outputs.changes) / 1000
+            t.worker_start_to_first_change_s = round(first_ts - started, 1)
+            say(f"first change event {t.worker_start_to_first_change_s} s after the worker start")
+        if cpu_first is not None and now - last_report >= 5:
+            last_report = now
+            t.timeline.append((round(now - cpu_first["at"], 1), done))
+            result["load_avg"].append((round(now - started), *os.getloadavg()))
+            if len(t.timeline) % 2 == 1:
+                say(f"{done:,} of {args.events:,} inputs out; load {os.getloadavg()[0]:.2f}")
+        if done >= args.events:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done:,} of {args.events:,} inputs out after {args.timeout}s")
+        await asyncio.sleep(0.2)
+    cpu_last = cpu_times(worker.process.pid)
+    assert cpu_first is not None and redis_first is not None
+    mine = [s for s in outputs.changes if s.event_id and s.event_id.startswith(f"{run}-t-")]
+    first, last = min(s.ts for s in mine), max(s.ts for s in mine)
+    t.elapsed_s = (last - first) / 1000
+    t.change_events = len(mine)
+    t.change_types = dict(Counter(s.type for s in mine).most_common())
+    t.dead_letters = dict(outputs.dead_reasons)
+    t.engagements = sum(1 for e in outputs.done if e.startswith(f"{run}-t-e"))
+    t.intakes = sum(1 for e in outputs.done if e.startswith(f"{run}-t-i"))
+    t.inputs_per_s = args.events / max(t.elapsed_s, 1e-3)
+    t.change_events_per_s = t.change_events / max(t.elapsed_s, 1e-3)
+    t.cores_while_processing = cpu_between(cpu_first, cpu_last)
+    if "worker" in cpu_first and "worker" in cpu_last:
+        t.worker_cpu_us_per_input = (cpu_last["worker"] - cpu_first["worker"]) / args.events * 1e6
+    say(
+        f"all {args.events:,} inputs out in {t.elapsed_s:.1f} s "
+        f"({t.inputs_per_s:,.0f} inputs/s, {t.change_events_per_s:,.0f} change events/s)"
+    )
+    caught_up = await wait_projection(names, args.partitions, worker, 600)
+    redis_last = await redis_stats(redis)
+    if caught_up is not None:
+        t.redis_caught_up_after_first_change_s = caught_up - first / 1000
+        t.redis_lag_after_last_change_s = caught_up - last / 1000
+        t.inputs_per_s_into_redis = args.events / t.redis_caught_up_after_first_change_s
+        span = max(redis_last["at"] - redis_first["at"], 1e-3)
+        t.redis_commands_per_s = (redis_last["commands"] - redis_first["commands"]) / span
+        t.redis_scripts_per_s = (redis_last["scripts"] - redis_first["scripts"]) / span
+        t.snapshots_written = int(redis_last["scripts"] - redis_first["scripts"])
+        say(
+            f"Redis caught up {t.redis_caught_up_after_first_change_s:.1f} s after the first "
+            f"change ({t.redis_lag_after_last_change_s:.1f} s after the last)"
+        )
+    else:
+        say("the projection did not catch up within 600 s")
+    t.redis_check = await verify_redis(redis, names["redis_prefix"], mine, 2000)
+    if profile_task is not None:
+        result["profile"] = await profile_task
+    return t
+
+
+@dataclass
+class Latency:
+    rate_asked: float
+    seconds: float
+    produced: int = 0
+    produce_rate: float | None = None
+    processed: int = 0
+    backlog_at_end_of_produce: int | None = None
+    kept_up: bool | None = None
+    achieved_rate_during_produce: float | None = None
+    achieved_rate_overall: float | None = None
+    change_latency_ms: dict[str, float] = field(default_factory=dict)
+    # p50 of the change latency per tenth of the events (in produce order): growth = falling behind
+    change_latency_p50_by_tenth_ms: list[float] = field(default_factory=list)
+    redis_samples: int = 0
+    redis_seen: int = 0
+    redis_latency_ms: dict[str, float] = field(default_factory=dict)
+    redis_poll_interval_ms: float = 10.0
+    dead_letters: int = 0
+    cores: dict[str, float] = field(default_factory=dict)
+    load_avg: list[float] = field(default_factory=list)
+
+
+async def latency_phase(
+    run: str,
+    names: dict[str, str],
+    args: argparse.Namespace,
+    rate: float,
+    outputs: Outputs,
+    worker: Worker,
+    redis: aioredis.Redis,
+    throughput: float,
+) -> Latency:
+    lat = Latency(rate, args.latency_s)
+    prefix = f"{run}-l{int(rate)}-"
+    outputs.phases.append(prefix)
+    n = int(rate * args.latency_s)
+    reserved = n // SAMPLE_EVERY + 1
+    if reserved * 2 > args.contacts:
+        raise SystemExit(f"--latency {rate:g}: needs at least {reserved * 2:,} contacts")
+    others = args.contacts - reserved
+    rng = random.Random(int(rate))
+    sent_ms: dict[str, int] = {}
+    # Redis key -> (event_id, occurred ms = produce ms) of a sampled event not yet seen there.
+    pending: dict[str, tuple[str, int]] = {}
+    redis_ms: dict[str, int] = {}
+    producing = True
+
+    async def poll_redis() -> None:
+        while producing or pending:
+            if pending:
+                keys = list(pending)[:500]
+                polled = int(time.time() * 1000)
+                values = await redis.mget(keys)
+                for key, raw in zip(keys, values, strict=True):
+                    if raw is None:
+                        continue
+                    seen = orjson.loads(raw)["engagement"].get("last_activity_at")
+                    waiting = pending.get(key)
+                    if waiting is None:
+                        continue
+                    event_id, occurred = waiting
+                    if seen is not None and parse_ms(seen) >= occurred:
+                        redis_ms[event_id] = polled - occurred
+                        del pending[key]
+            await asyncio.sleep(lat.redis_poll_interval_ms / 1000)
+
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5)
+    await producer.start()
+    poller = asyncio.create_task(poll_redis())
+    cpu_start = cpu_times(worker.process.pid)
+    say(f"latency: {n:,} engagement events at {rate:,.0f}/s for {args.latency_s:.0f} s")
+    try:
+        started = time.time()
+        sent = 0
+        while sent < n:
+            target = min(n, int(rate * (time.time() - started)) + 1)
+            while sent < target:
+                ts = int(time.time() * 1000)
+                event_id = f"{prefix}{sent}"
+                if sent % SAMPLE_EVERY == 0:
+                    i = others + sent // SAMPLE_EVERY  # a contact only this event names
+                    key = f"{names['redis_prefix']}:{{{TENANT}}}:c:{contact_id_of(i)}"
+                    pending[key] = (event_id, ts)
+                    lat.redis_samples += 1
+                else:
+                    i = rng.randrange(others)
+                value = engagement(event_id, i, pick_type(rng), ts)
+                await producer.send(
+                    names["engagement"], value, key=email_of(i).encode(), timestamp_ms=ts
+                )
+                sent_ms[event_id] = ts
+                sent += 1
+            await asyncio.sleep(0.002)
+        await producer.flush()
+        produce_s = time.time() - started
+        lat.produced, lat.produce_rate = sent, sent / produce_s
+        at_end = outputs.accounted(prefix)
+        lat.backlog_at_end_of_produce = n - at_end
+        lat.achieved_rate_during_produce = at_end / produce_s
+        lat.load_avg = list(os.getloadavg())
+        # Drain: what a worker at the measured throughput needs, with room (at most 2 min;
+        # a worker that fell that far behind did not keep up, and the rest is not waited for).
+        drain = min(120.0, max(30.0, 2 * lat.backlog_at_end_of_produce / max(throughput, 1)))
+        deadline = time.monotonic() + drain
+        while outputs.accounted(prefix) < n and time.monotonic() < deadline:
+            worker.check()
+            await asyncio.sleep(0.2)
+        lat.cores = cpu_between(cpu_start, cpu_times(worker.process.pid))
+        producing = False
+        redis_deadline = time.monotonic() + 30
+        while pending and time.monotonic() < redis_deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        producing = False
+        pending.clear()
+        await poller
+        await producer.stop()
+    done = {e: ts for e, ts in outputs.done.items() if e.startswith(prefix)}
+    lat.processed = len(done)
+    lat.dead_letters = sum(1 for e in outputs.dead if e is not None and e.startswith(prefix))
+    ordered = sorted(sent_ms, key=sent_ms.__getitem__)
+    delays = [done[e] - sent_ms[e] for e in ordered if e in done]
+    lat.change_latency_ms = percentiles([float(d) for d in delays])
+    tenths = [delays[len(delays) * k // 10 : len(delays) * (k + 1) // 10] for k in range(10)]
+    lat.change_latency_p50_by_tenth_ms = [
+        percentiles([float(d) for d in part])["p50"] for part in tenths if part
+    ]
+    if done:
+        span = (max(done.values()) - min(sent_ms.values())) / 1000
+        lat.achieved_rate_overall = len(done) / max(span, 1e-3)
+    lat.redis_seen = len(redis_ms)
+    lat.redis_latency_ms = percentiles([float(v) for v in redis_ms.values()])
+    # Kept up: at the end of producing, less than 2 s of events were still waiting.
+    lat.kept_up = lat.backlog_at_end_of_produce <= 2 * rate and lat.processed == n
+    return lat
+
+
+def parse_ms(text: str) -> int:
+    return round(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+# --- the run ----------------------------------------------------------------------
+
+
+async def raw_baseline(records: int) -> tuple[float, list[str]]:
+    """bench/intake_throughput.py's passthrough; returns records/s and the topics it made."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        before = set(await admin.list_topics())
+        rate = await raw_passthrough(records)
+        made = [
+            t for t in await admin.list_topics() if t not in before and t.startswith("bench-raw")
+        ]
+    finally:
+        await admin.close()
+    return rate, made
+
+
+async def delete_topics(topics: list[str]) -> None:
+    if not topics:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+async def bench(args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+    wall = time.monotonic()
+    stamp = datetime.now(UTC)
+    run = f"eb{uuid.uuid4().hex[:8]}"
+    names = names_of(run, args.partitions)
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-engagement-{run}-"))
+    result: dict[str, Any] = {
+        "stamp": f"{stamp:%Y-%m-%dT%H%M%SZ}",
+        "run": run,
+        "load_avg": [(0, *os.getloadavg())],
+    }
+    now_ms = int(time.time() * 1000)
+    check_preload(now_ms)
+    raw_topics: list[str] = []
+    worker: Worker | None = None
+    outputs = Outputs(names, args.partitions)
+    outputs.phases.append(f"{run}-t-")
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        say(f"{run}: raw aiokafka passthrough of {args.events:,} records")
+        raw, raw_topics = await raw_baseline(args.events)
+        result["raw_records_per_s"] = raw
+        say(f"raw: {raw:,.0f} records/s")
+        await create_topics(names, args.partitions)
+        say(f"preloading {args.contacts:,} contacts and their emails")
+        result["preload"] = await preload(names, args.contacts, args.partitions, now_ms)
+        say(
+            f"preloaded {result['preload']['records']:,} records "
+            f"({result['preload']['mb']:.0f} MB) in {result['preload']['seconds']:.1f} s"
+        )
+        result["inputs"] = await produce_inputs(
+            run, names, args.contacts, args.events, args.partitions
+        )
+        say(f"produced {args.events:,} inputs in {result['inputs']['seconds']:.1f} s")
+        await outputs.start()
+        worker = start_worker(run, names, args.partitions, workdir)
+        say(f"worker pid {worker.process.pid} started (-l warn, {SOURCE})")
+        t = await throughput_phase(run, names, args, outputs, worker, result, redis)
+        t.of_raw = (t.inputs_per_s or 0) / raw
+        result["throughput"] = asdict(t)
+        result["latency"] = [
+            asdict(
+                await latency_phase(
+                    run, names, args, rate, outputs, worker, redis, t.inputs_per_s or 1
+                )
+            )
+            for rate in args.latency or []
+        ]
+        result["load_avg"].append((round(time.monotonic() - wall), *os.getloadavg()))
+    finally:
+        await outputs.stop()
+        await redis.aclose()
+        if worker is not None:
+            result["worker_exit"] = worker.stop()
+            result["worker_log_tail"] = worker.log.read_text(errors="replace")[-2000:]
+        if not args.keep:
+            await cleanup(run)
+            await delete_topics(raw_topics)
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["wall_s"] = round(time.monotonic() - wall, 1)
+    report(result, args, stamp)
+    bad = result["throughput"]["dead_letters"]
+    check = result["throughput"]["redis_check"]
+    return 1 if bad or check.get("missing") or check.get("behind") else 0
+
+
+def report(result: dict[str, Any], args: argparse.Namespace, stamp: datetime) -> None:
+    t = result["throughput"]
+    raw = result["raw_records_per_s"]
+
+    def fmt(value: Any, spec: str = ",.0f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [
+        ("contacts preloaded / inputs", f"{args.contacts:,} / {args.events:,}"),
+        ("raw aiokafka passthrough", f"{raw:,.0f} records/s"),
+        (
+            "engagement workload",
+            f"{fmt(t['inputs_per_s'])} inputs/s = {t['of_raw']:.1%} of raw (target >= 20 %)",
+        ),
+        ("change events", f"{t['change_events']:,} ({fmt(t['change_events_per_s'])}/s)"),
+        ("first -> last change", f"{fmt(t['elapsed_s'], '.1f')} s"),
+        ("worker start -> first change", f"{fmt(t['worker_start_to_first_change_s'], '.1f')} s"),
+        ("worker CPU per input", f"{fmt(t['worker_cpu_us_per_input'])} us"),
+        ("cores while processing", json.dumps(t["cores_while_processing"])),
+        (
+            "Redis caught up",
+            f"{fmt(t['redis_caught_up_after_first_change_s'], '.1f')} s after the first change, "
+            f"{fmt(t['redis_lag_after_last_change_s'], '.1f')} s after the last "
+            f"({fmt(t['inputs_per_s_into_redis'])} inputs/s into Redis)",
+        ),
+        (
+            "Redis writes",
+            f"{fmt(t['redis_scripts_per_s'])} snapshot scripts/s, "
+            f"{fmt(t['redis_commands_per_s'])} commands/s",
+        ),
+        ("Redis check (sample)", json.dumps(t["redis_check"])),
+        ("dead letters", json.dumps(t["dead_letters"])),
+        ("change types", json.dumps(t["change_types"])),
+    ]
+    for lat in result["latency"]:
+        c, r = lat["change_latency_ms"], lat["redis_latency_ms"]
+        rows += [
+            (
+                f"latency @ {lat['rate_asked']:,.0f}/s",
+                f"produced {lat['produced']:,} at {fmt(lat['produce_rate'])}/s, processed "
+                f"{lat['processed']:,}, backlog at end {lat['backlog_at_end_of_produce']:,}, "
+                f"kept up: {lat['kept_up']}",
+            ),
+            (
+                "  achieved rate",
+                f"{fmt(lat['achieved_rate_during_produce'])}/s while producing, "
+                f"{fmt(lat['achieved_rate_overall'])}/s overall",
+            ),
+            (
+                "  change p50/p95/p99/max",
+                " / ".join(fmt(c.get(k)) for k in ("p50", "p95", "p99", "max")) + " ms",
+            ),
+            (
+                "  change p50 per tenth",
+                str([round(x) for x in lat["change_latency_p50_by_tenth_ms"]]),
+            ),
+            (
+                "  Redis p50/p95/p99/max",
+                " / ".join(fmt(r.get(k)) for k in ("p50", "p95", "p99", "max"))
+                + f" ms ({lat['redis_seen']:,} of {lat['redis_samples']:,} samples)",
+            ),
+        ]
+    rows.append(("load average (1/5/15 min)", str([row[1:] for row in result["load_avg"]][-1])))
+    rows.append(("wall time of the run", f"{result['wall_s']:.0f} s"))
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:{width}}  {value}")
+    if "profile" in result:
+        print_profile(result["profile"])
+    head = os.environ.get("CS_BENCH_SHA") or git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain").splitlines()
+    out = args.out or ROOT / "bench" / "results" / f"engagement-{result['stamp']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report_json = {
+        "benchmark": "bench/engagement.py",
+        "at": stamp.isoformat(timespec="seconds"),
+        "git_head": head,
+        "measured_code": "git archive of git_head" if "CS_BENCH_SHA" in os.environ else "worktree",
+        "uncommitted": dirty,
+        "argv": sys.argv[1:],
+        "env": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith("CS_") and not any(s in k for s in ("PASSWORD", "TOKEN", "URL"))
+        },
+        "machine": {"cpus": os.cpu_count(), "load_avg_end": os.getloadavg()},
+        **result,
+    }
+    out.write_text(json.dumps(report_json, indent=2, default=str) + "\n")
+    say(f"results in {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument(
+        "--events", type=int, default=20_000, help="inputs (the issue's workload: 100,000)"
+    )
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker mid-run")
+    parser.add_argument("--profile-seconds", dest="profile_s", type=float, default=20.0)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        nargs="*",
+        metavar="RATE",
+        help="fixed-rate phases after the throughput (no value: 2000 events/s)",
+    )
+    parser.add_argument("--latency-seconds", dest="latency_s", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="for the inputs to come out")
+    parser.add_argument("--ref", help="run the code of this git ref, not the working tree")
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
+    parser.add_argument("--keep", action="store_true", help="keep topics, Redis keys, data dir")
+    args = parser.parse_args()
+    if args.latency == []:
+        args.latency = [2000.0]
+    # A rate the worker cannot keep up with leaves a backlog: the lower rates first.
+    args.latency = sorted(args.latency or [])
+    if args.ref and "CS_BENCH_SOURCE" not in os.environ:
+        raise SystemExit(rerun_from(args.ref))
+    raise SystemExit(asyncio.run(bench(args)))
+
+
+if __name__ == "__main__":
+    main()
