@@ -2,7 +2,7 @@
 
 `contact-stream worker|tables|...` are Faust's; `demo`, `demo-feed`,
 `export-schemas`, `send` (a JSONL file, validated first: it replaces Faust's
-one-message `send`), `lookup` and `rebuild-projection` are ours (argparse,
+one-message `send`), `lookup`, `find` and `rebuild-projection` are ours (argparse,
 no Faust app context needed; stream/tools.py).
 """
 
@@ -46,6 +46,7 @@ OWN_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "export-schemas": _export_schemas,
     "send": _tool("send_main"),
     "lookup": _tool("lookup_main"),
+    "find": _tool("find_main"),
     "rebuild-projection": _tool("rebuild_main"),
 }
 

@@ -14,14 +14,13 @@ re-routed, still holding its locks, to the contact it now resolves to.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import orjson
-from faust.types import AgentT, EventT, StreamT
+from faust.types import StreamT
 
 from stream import metrics
 from stream.agents import applied, merge, quota
@@ -148,84 +147,25 @@ class NeedsGrant(NamedTuple):
     contact_id: str
 
 
-# Operations applied before one producer flush, at most: under load the
-# flush (a broker round trip) is shared; when the buffer runs dry it is at once.
-FLUSH_EVERY = 200
-# How soon held operations are released when no next operation arrives
-# (a rebalance may empty the buffer while the agent waits for the next one).
-IDLE_RELEASE_SECONDS = 0.005
-
-
-class Held:
-    """Applied operations whose follow-up messages and acks wait for one flush.
-
-    An operation is acked only once what it sends after (unlocks, quota and
-    merge hops) has been sent behind a flush of its effects: acked earlier, it
-    could be committed, and a crash would then lose those messages (a lock
-    held for ever). A crash before the release replays the operations, which
-    repeat their stored effects and follow-ups (stream/agents/applied.py).
-    """
-
-    def __init__(self, stream: StreamT[bytes]) -> None:
-        self.stream = stream
-        self.events: list[EventT[bytes]] = []
-        self.after: list[list[Any]] = []
-        self.lock = asyncio.Lock()  # the agent applies, or the watchdog releases
-
-    async def release(self) -> None:
-        """Make the held effects durable, send what follows them, ack the operations.
-
-        With nothing to send after (rejections, most commands and
-        engagements) there is nothing to wait for: the offset commit waits
-        for the producer anyway.
-        """
-        events, after = self.events, self.after
-        self.events, self.after = [], []
-        if after:
-            await app.producer.flush()
-            for entry in after:
-                await merge.send_after(entry)
-        for event in events:
-            await self.stream.ack(event)
-
-    async def watch(self, agent: AgentT[Any]) -> None:
-        """Release what waits while the agent waits for its next operation."""
-        try:
-            while True:
-                await asyncio.sleep(IDLE_RELEASE_SECONDS)
-                if self.events and not self.lock.locked():
-                    async with self.lock:
-                        if self.events:
-                            await self.release()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the agent's failure: the worker stops, nothing acked
-            await app._on_agent_error(agent, exc)
-
-
 @app.agent(contact_ops_topic, name="apply-contact-ops")
 async def apply_contact_ops(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
-    stream.enable_acks = False  # acks are Held's
-    held = Held(stream)
-    queued = stream.channel.queue.qsize  # type: ignore[attr-defined]
-    watchdog = asyncio.ensure_future(held.watch(apply_contact_ops))
-    try:
-        async for raw in stream:
-            async with held.lock:
-                event = cast(EventT[bytes], stream.current_event)
-                operation = orjson.loads(raw)
-                started = time.perf_counter()
-                # The record's offset: a slot request id that grows with each of the
-                # contact's operations (one partition) and repeats on a replay.
-                held.after += await _apply(operation, event.message.offset)
-                seconds = time.perf_counter() - started
-                metrics.OPERATION_SECONDS.labels(operation["kind"]).observe(seconds)
-                held.events.append(event)
-                if not queued() or len(held.events) >= FLUSH_EVERY:
-                    await held.release()
-    finally:
-        watchdog.cancel()
+    async for raw in stream:
+        operation = orjson.loads(raw)
+        started = time.perf_counter()
+        # The record's offset: a slot request id that grows with each of the
+        # contact's operations (one partition) and repeats on a replay.
+        offset = stream.current_event.message.offset  # type: ignore[union-attr]
+        after = await _apply(operation, offset)
+        # Everything above (tables, changes, snapshot) is durable before any
+        # identifier is released to the next operation. With nothing to send
+        # after (a rejection, most commands) there is nothing to wait for:
+        # the offset commit waits for the producer anyway.
+        if after:
+            await app.producer.flush()
+        metrics.OPERATION_SECONDS.labels(operation["kind"]).observe(time.perf_counter() - started)
+        for entry in after:
+            await merge.send_after(entry)
 
 
 async def _apply(operation: dict[str, Any], offset: int) -> list[list[Any]]:

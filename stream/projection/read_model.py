@@ -1,11 +1,23 @@
 """The Redis read model (SPEC §4): version-checked, idempotent writes.
 
 Every contact keeps, beside its JSON, the set of index keys it wrote
-(`cs:{t}:m:{id}`): identifier keys (email/phone → id) and the segment sets it
-is a member of (marketing, status, tier, lists, trash). A new snapshot
-removes exactly the stale entries in the same atomic script. All of a
-tenant's keys share the `{t}` hash tag, so the script touches a single Redis
-Cluster slot.
+(`cs:{t}:m:{id}`): identifier keys (email/phone → id), the segment sets
+(marketing, status, tier, lists, trash), the filter sets (source, owner,
+tags, filterable fields) and the sorted set `created`
+(stream/projection/index.py says which). A new snapshot removes exactly the
+stale entries in the same atomic script, so a tag removed, an owner changed,
+a field edited, a trash, restore, purge or merge leaves no entry behind.
+The registry sets `cs:{t}:lists` and `cs:{t}:sources` name the list and
+source sets that have members: a name enters with its set's first member
+and leaves with its last. All of a tenant's keys share the `{t}` hash tag,
+so the script touches a single Redis Cluster slot.
+
+History (`cs:{t}:h:{id}`, newest first, capped) takes a contact's change
+events once each: an event enters only if its version is greater than the
+list's head, so a replayed changes topic adds nothing. A purged contact's
+history is deleted, both by its `contact.purged` event and by its purged
+snapshot, whichever arrives first (they come from two topics), and is not
+started again afterwards: a purged contact has no later versions.
 
 The tenant's quota hash (`cs:{t}:quota`: used, limit) comes from the quota's
 owner as a record of its own, guarded by a sequence number that grows with
@@ -14,14 +26,29 @@ each quota operation of the tenant.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
+from stream.projection.index import (
+    CREATED,
+    DEFAULT_FILTERABLE_FIELDS,
+    created_ms,
+    index_names,
+    segment_names,
+    tenant_prefix,
+)
+
+__all__ = ["ReadModel", "latest_per_contact", "segment_names"]
+
 # KEYS[1] contact JSON, KEYS[2] the contact's own index-membership set,
-# KEYS[3 .. 2+n] identifier keys, KEYS[3+n ..] segment sets; ARGV[1] version,
-# ARGV[2] JSON, ARGV[3] contact id, ARGV[4] n, ARGV[5] the tenant's prefix.
+# KEYS[3 .. 2+n] identifier keys, then the index sets, and last the sorted set
+# `created` when ARGV[6] (its score) is not empty; ARGV[1] version, ARGV[2]
+# JSON, ARGV[3] contact id, ARGV[4] n, ARGV[5] the tenant's prefix, ARGV[6]
+# the `created` score or '', ARGV[7] '1' when the contact is purged (its
+# history goes).
 #
 # Identifier keys: snapshots of different contacts reach Redis in any order
 # (other partitions), so an identifier handed from one contact to another
@@ -41,13 +68,32 @@ end
 local id = ARGV[3]
 local prefix = ARGV[5]
 local function claims(key) return prefix .. ':claims:' .. string.sub(key, #prefix + 2) end
+-- The registry set and name of a list or source set, nil for any other key.
+local function registry(key)
+  local rest = string.sub(key, #prefix + 2)
+  if string.sub(rest, 1, 5) == 'list:' then return prefix .. ':lists', string.sub(rest, 6) end
+  if string.sub(rest, 1, 7) == 'source:' then return prefix .. ':sources', string.sub(rest, 8) end
+  return nil, nil
+end
 local identifiers = 2 + tonumber(ARGV[4])
+local scored = ARGV[6] ~= ''
 local wanted = {}
 for i = 3, #KEYS do wanted[KEYS[i]] = true end
+-- Entries the contact keeps need no write: it is a member already.
+local kept = {}
+local stale = {}
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if not wanted[key] then
-    if redis.call('TYPE', key)['ok'] == 'set' then
+  if wanted[key] then
+    kept[key] = true
+  else
+    stale[#stale + 1] = key
+    local kind = redis.call('TYPE', key)['ok']
+    if kind == 'set' then
       redis.call('SREM', key, id)
+      local reg, name = registry(key)
+      if reg and redis.call('SCARD', key) == 0 then redis.call('SREM', reg, name) end
+    elseif kind == 'zset' then
+      redis.call('ZREM', key, id)
     else
       local c = claims(key)
       redis.call('SREM', c, id)
@@ -58,22 +104,64 @@ for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     end
   end
 end
-redis.call('DEL', KEYS[2])
+if #stale > 0 then redis.call('SREM', KEYS[2], unpack(stale)) end
+local added = {}
 for i = 3, #KEYS do
+  local key = KEYS[i]
   if i <= identifiers then
-    local c = claims(KEYS[i])
+    local c = claims(key)
     redis.call('SADD', c, id)
-    local owner = redis.call('GET', KEYS[i])
+    local owner = redis.call('GET', key)
     if not owner or owner == id or redis.call('SISMEMBER', c, owner) == 0 then
-      redis.call('SET', KEYS[i], id)
+      redis.call('SET', key, id)
     end
+  elseif kept[key] then
+    -- already a member
+  elseif scored and i == #KEYS then
+    redis.call('ZADD', key, ARGV[6], id)
   else
-    redis.call('SADD', KEYS[i], id)
+    redis.call('SADD', key, id)
+    local reg, name = registry(key)
+    if reg then redis.call('SADD', reg, name) end
   end
-  redis.call('SADD', KEYS[2], KEYS[i])
+  if not kept[key] then added[#added + 1] = key end
 end
+if #added > 0 then redis.call('SADD', KEYS[2], unpack(added)) end
 redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[7] == '1' then redis.call('DEL', prefix .. ':h:' .. id) end
 return 1
+"""
+
+# KEYS[1] the contact's history list, KEYS[2] its contact JSON; ARGV[1] the
+# cap, ARGV[2] '1' when the events include `contact.purged`, ARGV[3] n, then
+# n versions and the n events, in version order.
+_APPEND_HISTORY = """
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+local top = 0
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head then
+  top = tonumber(cjson.decode(head)['version'])
+else
+  -- An empty history of a purged contact stays empty: its snapshot (the
+  -- other topic) was written first and deleted the list.
+  local current = redis.call('GET', KEYS[2])
+  if current and cjson.decode(current)['state'] == 'purged' then return 0 end
+end
+local n = tonumber(ARGV[3])
+local added = 0
+for i = 1, n do
+  local version = tonumber(ARGV[3 + i])
+  if version > top then
+    redis.call('LPUSH', KEYS[1], ARGV[3 + n + i])
+    top = version
+    added = added + 1
+  end
+end
+if added > 0 then redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1) end
+return added
 """
 
 # KEYS[1] the quota hash; ARGV[1] seq, ARGV[2] used, ARGV[3] limit ('' = none).
@@ -99,45 +187,55 @@ def latest_per_contact(values: list[bytes]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def segment_names(snap: dict[str, Any]) -> list[str]:
-    """The segment sets a contact belongs to (SPEC §4): live ones only, trashed in `trash`."""
-    state = snap.get("state")
-    if state == "trashed":
-        return ["trash"]
-    if state != "live":
-        return []
-    names = []
-    if snap.get("marketing", {}).get("active"):
-        names.append("marketing")
-    engagement = snap.get("engagement", {})
-    if engagement.get("campaign_status"):
-        names.append(f"status:{engagement['campaign_status']}")
-    if engagement.get("tier"):
-        names.append(f"tier:{engagement['tier']}")
-    names += [f"list:{list_id}" for list_id in snap.get("lists", [])]
-    return names
+FieldsOf = Callable[[str], Sequence[str]]
+
+
+def default_fields(tenant_id: str) -> Sequence[str]:
+    """The filterable fields of a tenant never configured (SPEC §2.5)."""
+    return DEFAULT_FILTERABLE_FIELDS
 
 
 class ReadModel:
-    """Writes contact snapshots to Redis under `prefix` (SPEC §4)."""
+    """Writes contact snapshots and change events to Redis under `prefix` (SPEC §4).
 
-    def __init__(self, client: Redis, prefix: str = "cs") -> None:
+    `filterable_fields` gives a tenant's `filterable_fields` (its config);
+    `filter_indexes=False` writes no filter sets and no `created` (for the
+    benchmark that measures what they cost); `history_cap` bounds each history.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str = "cs",
+        filterable_fields: FieldsOf = default_fields,
+        filter_indexes: bool = True,
+        history_cap: int = 500,
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.filterable_fields = filterable_fields
+        self.filter_indexes = filter_indexes
+        self.history_cap = history_cap
         self._apply = client.register_script(_APPLY_SNAPSHOT)
         self._apply_quota = client.register_script(_APPLY_QUOTA)
+        self._append_history = client.register_script(_APPEND_HISTORY)
 
     def tenant_prefix(self, tenant_id: str) -> str:
-        return f"{self.prefix}:{{{tenant_id}}}"
+        return tenant_prefix(self.prefix, tenant_id)
 
     def contact_key(self, tenant_id: str, contact_id: str) -> str:
         return f"{self.tenant_prefix(tenant_id)}:c:{contact_id}"
+
+    def history_key(self, tenant_id: str, contact_id: str) -> str:
+        return f"{self.tenant_prefix(tenant_id)}:h:{contact_id}"
 
     def identifier_key(self, tenant_id: str, kind: str, value: str) -> str:
         return f"{self.tenant_prefix(tenant_id)}:{kind}:{value}"
 
     async def apply_snapshots(self, snapshots: list[dict[str, Any]]) -> int:
         """Write snapshots in one pipelined round trip; returns how many were newer."""
+        if not snapshots:
+            return 0
         async with self.client.pipeline(transaction=False) as pipe:
             for snap in snapshots:
                 if "quota" in snap:
@@ -154,6 +252,42 @@ class ReadModel:
             results = await pipe.execute()
         return sum(1 for r in results if r)
 
+    async def apply_changes(self, values: Sequence[bytes]) -> int:
+        """Append change events (as read, in topic order) to their contacts' histories.
+
+        One script call per contact, in one pipelined round trip; returns how
+        many events were new. Version-0 events belong to no history.
+        """
+        per_contact: dict[tuple[str, str], list[tuple[int, str, bytes]]] = {}
+        for raw in values:
+            change = orjson.loads(raw)
+            if not change["version"]:
+                continue
+            key = (change["tenant_id"], change["contact_id"])
+            per_contact.setdefault(key, []).append((change["version"], change["type"], raw))
+        if not per_contact:
+            return 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for (tenant, contact_id), events in per_contact.items():
+                purged = any(kind == "contact.purged" for _, kind, _ in events)
+                history, contact = (
+                    self.history_key(tenant, contact_id),
+                    self.contact_key(tenant, contact_id),
+                )
+                await self._append_history(
+                    keys=[history, contact],
+                    args=[
+                        self.history_cap,
+                        "1" if purged else "0",
+                        len(events),
+                        *(version for version, _, _ in events),
+                        *(raw for _, _, raw in events),
+                    ],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return sum(int(r) for r in results)
+
     def _apply_arguments(self, snap: dict[str, Any]) -> tuple[list[str], list[Any]]:
         tenant, contact_id = snap["tenant_id"], snap["contact_id"]
         identifier_keys = [
@@ -164,12 +298,14 @@ class ReadModel:
             )
             for value in values
         ]
-        segments = [f"{self.tenant_prefix(tenant)}:{name}" for name in segment_names(snap)]
+        names = index_names(snap, self.filterable_fields(tenant), self.filter_indexes)
+        score = created_ms(snap) if CREATED in names else ""
         keys = [
             self.contact_key(tenant, contact_id),
             f"{self.tenant_prefix(tenant)}:m:{contact_id}",
             *identifier_keys,
-            *segments,
+            *(f"{self.tenant_prefix(tenant)}:{name}" for name in names),
         ]
         args = [snap["version"], orjson.dumps(snap), contact_id, len(identifier_keys)]
-        return keys, [*args, self.tenant_prefix(tenant)]
+        purged = "1" if snap.get("state") == "purged" else "0"
+        return keys, [*args, self.tenant_prefix(tenant), score, purged]

@@ -1,4 +1,4 @@
-"""The Redis projection: a consumer of the snapshots topic of its own.
+"""The Redis projection: a consumer of the snapshots and changes topics of its own.
 
 It is not a Faust agent on purpose. Faust feeds every agent of a worker from
 one fetch loop; when one agent waits (here: for Redis), its buffer fills and
@@ -7,8 +7,16 @@ pipeline stalling with Redis down). With a consumer of its own (group
 `{app_id}-projection`), waiting for Redis stops only this consumer: Kafka
 keeps the snapshots, and the projection catches up when Redis answers again.
 
+The same consumer reads `contacts.changes.v1` for the contacts' histories
+(SPEC §4): one group, one commit after both kinds of record of a batch are
+in Redis. A group that never read the changes topic starts it at the
+beginning, which is how history is rebuilt as far as retention goes.
+
 Offsets are committed only after a batch is in Redis; writes are
-version-checked, so a batch replayed after a crash changes nothing.
+version-checked (a history takes an event only above its head), so a batch
+replayed after a crash changes nothing. The filter indexes follow each
+tenant's `filterable_fields`, so the projection waits for the tenant
+configs to be read, as the agents do.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from stream.app import app, settings
 from stream.projection.read_model import ReadModel, latest_per_contact
 from stream.security import client_options
-from stream.topics import SNAPSHOTS
+from stream.tables.tenant_configs import tenant_configs
+from stream.topics import CHANGES, SNAPSHOTS
 
 log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -35,7 +44,7 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 @app.service
 class Projection(Service):
-    """Keeps the Redis read model in step with `contact-stream.snapshots.v1`."""
+    """Keeps the Redis read model in step with the snapshots and changes topics."""
 
     batch_size = 500
 
@@ -45,9 +54,11 @@ class Projection(Service):
                 settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
             ),
             settings.redis_prefix,
+            filterable_fields=lambda tenant: tenant_configs.get(tenant).filterable_fields,
         )
         self.consumer = AIOKafkaConsumer(
             SNAPSHOTS,
+            CHANGES,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=f"{settings.app_id}-projection",
             enable_auto_commit=False,
@@ -64,11 +75,16 @@ class Projection(Service):
 
     @Service.task
     async def _project(self) -> None:
+        await tenant_configs.ready()
         while not self.should_stop:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-            values = [r.value for records in batches.values() for r in records if r.value]
-            if values:
-                await self._write(latest_per_contact(values))
+            snapshots: list[bytes] = []
+            changes: list[bytes] = []
+            for tp, records in batches.items():
+                into = snapshots if tp.topic == SNAPSHOTS else changes
+                into.extend(r.value for r in records if r.value)
+            if snapshots or changes:
+                await self._write(latest_per_contact(snapshots), changes)
             if batches:
                 try:
                     await self.consumer.commit()
@@ -78,11 +94,13 @@ class Projection(Service):
                     # the version-checked writes make that harmless.
                     log.info("projection commit lost to a rebalance; the batch is re-read")
 
-    async def _write(self, snapshots: list[dict[str, Any]]) -> None:
+    async def _write(self, snapshots: list[dict[str, Any]], changes: list[bytes]) -> None:
         delay = 0.1
         while True:
             try:
+                # Both are idempotent: a retry after a half-done write is harmless.
                 await self.model.apply_snapshots(snapshots)
+                await self.model.apply_changes(changes)
                 return
             except REDIS_DOWN as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)

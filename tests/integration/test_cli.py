@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +87,22 @@ async def test_rebuild_projection_restores_a_tenants_read_model(
     await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 20)
     prefix = f"{env.redis_prefix}:{{{tenant}}}"
 
-    async def projected() -> Any:
-        return await redis_client.scard(f"{prefix}:marketing") == 20
+    per_contact = Counter(
+        v["contact_id"]
+        for v in await changes.read_to_end()
+        if v["tenant_id"] == tenant and v["version"] > 0
+    )
 
-    await wait_for(projected, 30, what="the projection of 20 marketing contacts")
+    async def projected() -> Any:
+        # Every contact marketing, and every change of each in its history list.
+        if await redis_client.scard(f"{prefix}:marketing") != 20:
+            return False
+        for contact_id, count in per_contact.items():
+            if await redis_client.llen(f"{prefix}:h:{contact_id}") != count:
+                return False
+        return True
+
+    await wait_for(projected, 30, what="the projection of 20 marketing contacts and histories")
     before = await dump(redis_client, f"{prefix}:")
     await redis_client.delete(*[k async for k in redis_client.scan_iter(f"{prefix}:*")])
 

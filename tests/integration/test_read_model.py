@@ -67,6 +67,11 @@ async def dump(client: Any, prefix: str) -> dict[str, Any]:
             out[key] = sorted(m.decode() for m in await client.smembers(key))
         elif kind == "hash":
             out[key] = {k.decode(): v.decode() for k, v in (await client.hgetall(key)).items()}
+        elif kind == "zset":
+            pairs = await client.zrange(key, 0, -1, withscores=True)
+            out[key] = [(m.decode(), s) for m, s in pairs]
+        elif kind == "list":
+            out[key] = [v.decode() for v in await client.lrange(key, 0, -1)]
         else:
             out[key] = (await client.get(key)).decode()
     return out
