@@ -3,10 +3,13 @@
 The demo starts the local stack (unless servers are given), one worker
 process, a seeded feeder of realistic intakes (form, landing page and import
 sources with overlapping emails and phones, a little garbage), and a terminal
-view of what comes out: contacts created, change events by type, dead letters
-by reason, the tenant's marketing quota (its plan allows fewer marketing
-contacts than the crowd has, so activations start being refused) and what
-the Redis read model holds.
+view of what comes out: contacts created, change events by type and their
+rate, dead letters by reason, the tenant's marketing quota (its plan allows
+fewer marketing contacts than the crowd has, so activations start being
+refused), what the Redis read model holds and the size of every segment
+(marketing, campaign status, recency tier, lists, sources, trash) as it
+changes. The feed also sends a marketer's commands (trash, restore,
+marketing on, a tag, a list) for contacts it has seen created.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
+from stream.projection.search import segment_counts
 from stream.security import client_options
 from stream.settings import Settings
 
@@ -162,6 +166,7 @@ class Tally:
     dead: Counter[str] = field(default_factory=Counter)
     redis_contacts: int = 0
     redis_error: str | None = None
+    segments: dict[str, Any] = field(default_factory=dict)  # search.segment_counts
     quota: str = "-"
     started: float = field(default_factory=time.monotonic)
     known: list[str] = field(default_factory=list)  # contact ids created, for the commands
@@ -234,12 +239,14 @@ async def watch_topics(settings: Settings, tally: Tally, stop: asyncio.Event) ->
 
 
 async def watch_redis(settings: Settings, tally: Tally, tenant: str, stop: asyncio.Event) -> None:
+    """What the read model holds: contact keys, and every segment's size (the emBlue panel)."""
     client = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2)
     pattern = f"{settings.redis_prefix}:{{{tenant}}}:c:*"
     try:
         while not stop.is_set():
             try:
                 tally.redis_contacts = sum([1 async for _ in client.scan_iter(pattern, count=1000)])
+                tally.segments = await segment_counts(client, settings.redis_prefix, tenant)
                 tally.redis_error = None
             except OSError as exc:
                 tally.redis_error = type(exc).__name__
@@ -281,8 +288,30 @@ def render(tally: Tally, tenant: str) -> str:
     lines.append(f"  dead letters          {sum(tally.dead.values()):>8}")
     lines += [f"    {reason:<30}{count:>8}" for reason, count in sorted(tally.dead.items())]
     redis_line = tally.redis_error or str(tally.redis_contacts)
-    lines += [f"  contacts in Redis     {redis_line:>8}", "", "  Ctrl-C to stop"]
+    lines.append(f"  contacts in Redis     {redis_line:>8}")
+    lines += segment_lines(tally.segments)
+    lines += ["", "  Ctrl-C to stop"]
     return "\n".join(lines)
+
+
+def segment_lines(segments: dict[str, Any]) -> list[str]:
+    """Segment sizes as the read model has them now (GET …/segments has the same)."""
+    if not segments:
+        return []
+
+    def row(title: str, sizes: dict[str, int]) -> str:
+        shown = "  ".join(f"{name} {size}" for name, size in sizes.items() if size)
+        return f"    {title:<10}{shown or '-'}"
+
+    return [
+        "  segments (live contacts; trash apart)",
+        f"    {'live':<10}{segments['contacts']}   marketing {segments['marketing']}"
+        f"   trash {segments['trash']}",
+        row("status", segments["status"]),
+        row("tier", segments["tier"]),
+        row("lists", segments["lists"]),
+        row("sources", segments["sources"]),
+    ]
 
 
 async def show(tally: Tally, tenant: str, stop: asyncio.Event, seconds: float | None) -> None:

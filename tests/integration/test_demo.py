@@ -39,3 +39,7 @@ def test_demo_runs_a_worker_and_shows_contacts_changes_quota_and_redis(env: Env)
     # The demo tenant's plan (250 slots) is read back from the worker's quota view.
     assert re.search(r"marketing quota\s+\d+ used of 250", final), final
     assert int(figure(final, "dead letters")) > 0, final  # the feed's deliberate garbage
+    # The segment panel, from the read model: live and marketing contacts, by status.
+    panel = re.search(r"live\s+(\d+)\s+marketing (\d+)\s+trash (\d+)", final)
+    assert panel and int(panel.group(1)) > 50 and int(panel.group(2)) > 0, final
+    assert re.search(r"status\s+.*active \d+", final), final
