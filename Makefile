@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit integration crash stack-up stack-down stack-status schemas clean
+.PHONY: help install demo test lint typecheck unit integration crash crash-workload stack-up stack-down stack-status schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ demo: $(STAMP) ## THE FIRST COMMAND: stack up, a worker, a seeded demo feed and 
 	$(BIN)/contact-stream demo $(DEMO_ARGS)
 
 test: lint typecheck stack-up ## THE SECOND COMMAND: lint, types, then unit + integration tests in one run (real Kafka + Redis)
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -m "not crash_workload"
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check stream tests bench
@@ -41,6 +41,9 @@ integration: $(STAMP) stack-up ## real Kafka + Redis + worker processes
 
 crash: $(STAMP) stack-up ## only the SIGKILL-mid-race tests (also in `make test`), to run them in a loop
 	$(BIN)/pytest tests/integration/test_identity_crash.py -q
+
+crash-workload: $(STAMP) stack-up ## the mixed workload killed 3 times (issue 7; failing, not in `make test`); SCALE=1 is the issue's 20,444 events
+	CS_CRASH_WORKLOAD_SCALE=$(or $(SCALE),0.25) $(BIN)/pytest tests/integration/test_crash_workload.py -q -s
 
 stack-up: ## start Kafka (KRaft, Maven jars) and Redis; installs what is missing
 	scripts/stack up
