@@ -88,7 +88,7 @@ async def test_redis_stopped_for_20s_mid_stream_never_pauses_the_pipeline(
     port = free_port()
     server = start_redis(port, tmp_path)
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-    await wait_for(lambda: _pings(client), 10, what="private redis up")
+    await wait_for(lambda: redis_answers(client), 10, what="private redis up")
     # Small Faust buffers, as above: a projection waiting inside the shared
     # fetch loop would stall the agents within a second of the outage.
     worker = await env.started_worker(
@@ -165,10 +165,11 @@ async def test_redis_stopped_for_20s_mid_stream_never_pauses_the_pipeline(
         server.wait(10)
 
 
-async def _pings(client: aioredis.Redis) -> bool:
+async def redis_answers(client: aioredis.Redis) -> bool:
+    """True once the server answers a PING (while it starts, the connection fails)."""
     try:
         return bool(await client.ping())
-    except RedisConnectionError:
+    except (RedisConnectionError, OSError):
         return False
 
 

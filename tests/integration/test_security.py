@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stream.security import SecurityError, broker_credentials, client_options
 from stream.settings import Settings
 from tests.integration.conftest import Env, Servers, free_port, send_json, wait_for
+from tests.integration.test_faults import redis_answers
 from tests.integration.test_intake_path import intake, of_type
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ async def test_the_projection_writes_to_redis_over_tls_with_a_password(
     url = f"rediss://:{secret}@127.0.0.1:{port}/0?ssl_ca_certs={tls / 'ca.pem'}"
     client = aioredis.Redis.from_url(url)
     try:
-        await wait_for(lambda: _answers(client), 10, what="the TLS redis up")
+        await wait_for(lambda: redis_answers(client), 10, what="the TLS redis up")
         worker = await env.started_worker(CS_REDIS_URL=url)
         changes = await reader(env.topic("contacts.changes.v1"))
         topic = env.topic("contacts.intake.v1")
@@ -161,13 +161,6 @@ async def test_the_projection_writes_to_redis_over_tls_with_a_password(
         await client.aclose()
         server.terminate()
         server.wait(10)
-
-
-async def _answers(client: aioredis.Redis) -> bool:
-    try:
-        return bool(await client.ping())
-    except (RedisConnectionError, OSError):
-        return False
 
 
 def test_plaintext_needs_no_credentials_and_sasl_without_a_password_is_an_error() -> None:
