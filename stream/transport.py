@@ -35,8 +35,7 @@ from typing import Any, ClassVar, cast
 import aiokafka
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
-from faust.transport.producer import ProducerBuffer
-from faust.types import TP, ConsumerT, Message, ProducerT
+from faust.types import TP, ConsumerT, Message
 from mode import Service, ServiceT
 
 RecordMap = Mapping[TP, list[Any]]
@@ -292,53 +291,5 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
             return stop.value
 
 
-class DrainingBuffer(ProducerBuffer):
-    """Faust's buffer of table changelog records, whose `flush` really empties it.
-
-    Faust's `ProducerBuffer.flush` returns as soon as 0.1 s pass without a
-    record sent, even with records still queued. The consumer's commit
-    flushes the producer and then commits offsets, so under load an offset
-    could be committed before the changelog records of the events it covers
-    were even handed to aiokafka: killed then, the worker lost table writes
-    of events it will never process again (a crash test saw a contact's
-    state and an unlock's write lost this way). Here `flush` returns only
-    when the queue is empty and no record is on its way to aiokafka.
-    """
-
-    in_flight = 0
-
-    async def _send_pending(self, fut: Any) -> None:
-        self.in_flight += 1
-        try:
-            await super()._send_pending(fut)
-        finally:
-            self.in_flight -= 1
-
-    async def flush(self) -> None:
-        waited = 0.0
-        while self.size or self.in_flight:
-            if self.state != "running":
-                raise RuntimeError("Cannot flush: Producer not Running")
-            self.message_sent.clear()
-            try:
-                await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
-            except TimeoutError:
-                waited += 1.0
-                log.warning("producer buffer: %d records unsent after %.0fs", self.size, waited)
-
-
-class Producer(driver.Producer):
-    """Faust's aiokafka producer with a changelog buffer that flushes completely."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        buffer = DrainingBuffer(loop=self.loop, beacon=self.beacon)
-        buffer.app = self.app
-        if self.app.conf.producer_threaded:
-            buffer.threaded_producer = self.threaded_producer
-        self.buffer = buffer
-
-
 class Transport(driver.Transport):
     Consumer: ClassVar[type[ConsumerT]] = Consumer
-    Producer: ClassVar[type[ProducerT]] = Producer

@@ -1,15 +1,12 @@
-"""stream/transport.py: the eager start of the conductor callback, and the complete flush."""
+"""stream/transport.py: the eager start of the conductor callback."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from faust.transport.producer import ProducerBuffer
 
-from stream.transport import DrainingBuffer, eager
+from stream.transport import eager
 
 
 async def test_a_callback_that_never_waits_runs_to_its_end_in_place() -> None:
@@ -128,45 +125,3 @@ async def test_wait_first_interrupts_a_waiting_rest_like_a_plain_callback() -> N
     assert not results.stopped
     await asyncio.sleep(0)  # the cancelled rest runs its finally block
     assert seen == ["ended"]
-
-
-class _Channel:
-    """Stands in for a topic: publishing a record takes longer than Faust's 0.1 s patience."""
-
-    def __init__(self) -> None:
-        self.published: list[int] = []
-
-    async def publish_message(self, fut: Any, wait: bool = False) -> None:
-        await asyncio.sleep(0.15)
-        self.published.append(fut.n)
-
-
-class _Fut:
-    def __init__(self, channel: _Channel, n: int) -> None:
-        self.message = SimpleNamespace(channel=channel)
-        self.n = n
-
-
-def _buffer(kind: type[ProducerBuffer]) -> ProducerBuffer:
-    buffer = kind()
-    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
-    return buffer
-
-
-@pytest.mark.parametrize(("kind", "complete"), [(ProducerBuffer, False), (DrainingBuffer, True)])
-async def test_a_flush_returns_only_when_every_buffered_record_is_handed_on(
-    kind: type[ProducerBuffer], complete: bool
-) -> None:
-    """Faust's buffer gives up after 0.1 s without a record sent; ours waits for the last one."""
-    buffer = _buffer(kind)
-    channel = _Channel()
-    await buffer.start()
-    try:
-        for n in range(4):
-            buffer.put(_Fut(channel, n))  # type: ignore[arg-type]
-        await buffer.flush()
-        assert (channel.published == [0, 1, 2, 3]) is complete, channel.published
-    finally:
-        while buffer.size:  # Faust's own stop would refuse a non-empty buffer
-            await asyncio.sleep(0.05)
-        await buffer.stop()
