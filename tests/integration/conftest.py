@@ -332,11 +332,11 @@ class TopicReader:
 
 
 @pytest.fixture
-async def reader(servers: Servers) -> AsyncIterator[Callable[[str], Any]]:
+async def reader(servers: Servers) -> AsyncIterator[Callable[..., Any]]:
     readers: list[TopicReader] = []
 
-    async def make(topic: str) -> TopicReader:
-        r = TopicReader(servers.kafka_bootstrap, topic)
+    async def make(topic: str, kind: type[TopicReader] = TopicReader) -> TopicReader:
+        r = kind(servers.kafka_bootstrap, topic)
         await r.start()
         readers.append(r)
         return r

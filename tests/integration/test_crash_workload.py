@@ -1057,21 +1057,6 @@ async def kill_env(servers: Servers, tmp_path: Path) -> AsyncIterator[Env]:
         await delete_topics(servers, (f"{e.prefix}.", f"cs-{e.prefix}-"))
 
 
-@pytest.fixture
-async def feeds(servers: Servers) -> AsyncIterator[Any]:
-    made: list[TopicReader] = []
-
-    async def make(topic: str, kind: type[TopicReader] = Feed) -> TopicReader:
-        r = kind(servers.kafka_bootstrap, topic)
-        await r.start()
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        await r.stop()
-
-
 def kill_plan(seed: int) -> list[Kill]:
     """Three kills at seeded moments: during intakes, during the engagement bulk with Redis
     down, and in a command or later phase, restarted with an empty data dir."""
@@ -1088,14 +1073,14 @@ def kill_plan(seed: int) -> list[Kill]:
 
 
 async def test_a_mixed_workload_killed_three_times_ends_as_the_clean_run(
-    env: Env, kill_env: Env, servers: Servers, producer, feeds, tmp_path: Path
+    env: Env, kill_env: Env, servers: Servers, producer, reader, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     workload = Workload(SEED, base=(int(time.time()) - 3600) * 1000)
     events = sum(len(p.records) for p in workload.phases)
     assert events >= 20_000 * SCALE, f"the workload has {events} events at scale {SCALE}"
 
-    clean = await run_workload(env, servers, producer, feeds, workload, servers.redis_url)
+    clean = await run_workload(env, servers, producer, reader, workload, servers.redis_url)
     redis_server = RedisServer(tmp_path)
     await redis_server.start()
     try:
@@ -1103,7 +1088,7 @@ async def test_a_mixed_workload_killed_three_times_ends_as_the_clean_run(
             kill_env,
             servers,
             producer,
-            feeds,
+            reader,
             workload,
             redis_server.url,
             kill_plan(SEED),
