@@ -35,7 +35,8 @@ from typing import Any, ClassVar, cast
 import aiokafka
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
-from faust.types import TP, ConsumerT, Message
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, ConsumerT, FutureMessage, Message, ProducerT
 from mode import Service, ServiceT
 
 RecordMap = Mapping[TP, list[Any]]
@@ -64,8 +65,16 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             consumer, partitions, timeout=timeout, max_records=max_records
         )
 
-    async def seek_now(self, offsets: Mapping[TP, int]) -> None:
-        """Seek in the consumer's own thread, between two fetches."""
+    async def seek_now(self, offsets: Mapping[TP, int], generation_id: int) -> None:
+        """Seek in the consumer's own thread, between two fetches, if no rebalance came between.
+
+        The rebalance listener sets the generation in this thread too, so the
+        check and the seeks happen with no assignment change in between. A new
+        assignment starts every partition at its committed offset: a seek to
+        a batch of the old one would skip what was delivered but not processed.
+        """
+        if self.app.consumer_generation_id != generation_id:
+            return
         consumer = self._ensure_consumer()
         assigned = consumer.assignment()
         for tp, offset in offsets.items():
@@ -92,12 +101,20 @@ class Consumer(driver.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        records, active_partitions = await self._wait_next_records(timeout)
+        # Taken before the fetch (Faust takes it after): a batch fetched under
+        # the previous assignment must not be delivered under the new one.
         generation_id = self.app.consumer_generation_id
+        records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
             return
+        if self.app.consumer_generation_id != generation_id:
+            # Its positions belonged to the old assignment; the new one starts
+            # at the committed offsets, which is where these records are read again.
+            return
         if not self.flow_active:
-            await self._refetch({tp: recs[0].offset for tp, recs in records.items() if recs})
+            await self._refetch(
+                {tp: recs[0].offset for tp, recs in records.items() if recs}, generation_id
+            )
             return
         delivered: dict[TP, int] = {}  # the last offset handed over, per partition
         held: set[TP] = set()  # partitions with a record held back: nothing after it goes
@@ -128,7 +145,8 @@ class Consumer(driver.Consumer):
                         tp: rest[0]
                         for tp, recs in records.items()
                         if (rest := [r.offset for r in recs if r.offset > delivered.get(tp, -1)])
-                    }
+                    },
+                    generation_id,
                 )
 
     def _note_first(self, tp: TP, offset: int, generation_id: int) -> None:
@@ -145,13 +163,13 @@ class Consumer(driver.Consumer):
                 offset,
             )
 
-    async def _refetch(self, first_offsets: Mapping[TP, int]) -> None:
-        """Move positions back so these records are fetched again."""
+    async def _refetch(self, first_offsets: Mapping[TP, int], generation_id: int) -> None:
+        """Move positions back so these records are fetched again (same assignment only)."""
         assigned = self.assignment()
         back = {tp: offset for tp, offset in first_offsets.items() if tp in assigned}
-        if back:
+        if back and self.app.consumer_generation_id == generation_id:
             log.info("fetching %d records' partitions again: not delivered", len(back))
-            await self._thread.call_thread(self._thread.seek_now, back)
+            await self._thread.call_thread(self._thread.seek_now, back, generation_id)
 
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         """Commit what was processed of the revoked partitions before Faust forgets it.
@@ -291,5 +309,75 @@ def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any,
             return stop.value
 
 
+class SnapshotFlushBuffer(ProducerBuffer):
+    """Faust's buffer of table changelog records, whose `flush` waits for what it holds.
+
+    Faust's `ProducerBuffer.flush` returns as soon as 0.1 s pass without a
+    record handed to aiokafka, even with records still queued. The consumer's
+    commit flushes the producer and then commits offsets, and a contact
+    operation flushes before it unlocks its identifiers, so under load an
+    offset could be committed (or a lock released) before the table writes
+    of the events it covers were even handed to aiokafka: killed then, the
+    worker lost them for good (the crash workload saw a contact's state and
+    an unlock's write lost that way).
+
+    Here `flush` takes the records buffered or being handed on at the moment
+    it is called and returns when the broker has acknowledged every one of
+    them (each record's future is resolved by aiokafka's delivery callback).
+    Records buffered after the call are not waited for: a flush that emptied
+    the buffer completely (tried in session 16) never returned while agents
+    kept writing, which stalled the rebalance race.
+    """
+
+    sending: FutureMessage | None = None
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        self.sending = fut
+        try:
+            await super()._send_pending(fut)
+        except BaseException as exc:
+            # Never handed on: a flush waiting for it must not wait for ever.
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+            raise
+        finally:
+            self.sending = None
+
+    def owed(self) -> list[FutureMessage]:
+        """The records not yet acknowledged that were buffered before now."""
+        queued: list[FutureMessage] = list(self.pending._queue)  # type: ignore[attr-defined]
+        if self.sending is not None:
+            queued.append(self.sending)
+        return [fut for fut in queued if not fut.done()]
+
+    async def flush(self) -> None:
+        if cast(Any, self.app).conf.producer_threaded:
+            await super().flush()
+            return
+        owed = self.owed()
+        waited = 0
+        while owed:
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            _, still = await asyncio.wait(owed, timeout=1.0)
+            owed = list(still)
+            if owed:
+                waited += 1
+                log.warning("producer: %d buffered records unacked after %ds", len(owed), waited)
+
+
+class Producer(driver.Producer):
+    """Faust's aiokafka producer with a changelog buffer whose flush waits for what it holds."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        buffer = SnapshotFlushBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        if self.app.conf.producer_threaded:
+            buffer.threaded_producer = self.threaded_producer
+        self.buffer = buffer
+
+
 class Transport(driver.Transport):
     Consumer: ClassVar[type[ConsumerT]] = Consumer
+    Producer: ClassVar[type[ProducerT]] = Producer
