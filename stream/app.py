@@ -10,9 +10,10 @@ from typing import Any
 import faust
 from faust.types import AgentT
 
-from stream import logmask, metrics
+from stream import diagnostics, logmask, metrics
 from stream.security import broker_credentials
 from stream.settings import get_settings
+from stream.tables.local_state import mark_clean, open_local_state
 
 settings = get_settings()
 # The worker's exit status when an agent failed (EX_SOFTWARE).
@@ -44,9 +45,17 @@ class App(faust.App):
         from stream.topics import ensure_topics
 
         logmask.install()  # the worker's handlers exist by now, whatever their order
+        diagnostics.install(self)
+        if not self.client_only:
+            open_local_state(self.conf.tabledir)
         await ensure_topics()
         # Every worker follows every tenant's config; agents wait until it is read.
         await self.add_runtime_dependency(TenantConfigFollower())
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # streams drained, offsets committed, producer flushed
+        if not self.client_only and self.crash_reason is None:
+            mark_clean(self.conf.tabledir)
 
     async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:
         # The traceback without the exception's message: a message may quote a
