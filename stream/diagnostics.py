@@ -1,0 +1,98 @@
+"""`kill -USR2 <worker pid>`: the worker logs where its consumer and agents stand.
+
+For a worker that stopped making progress without an error: which partitions
+the consumer may fetch (active), which are paused or held back by a full
+stream buffer, whether the flow is on, how full each channel's queue is,
+and what each agent actor awaits (its coroutine chain walked down through
+async generators, which asyncio's own task dumps cut off). Offsets and
+partition numbers only: no record content reaches the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def awaiting(coro: Any, depth: int = 40) -> Iterator[str]:
+    """The frames a suspended coroutine or async generator waits in, outermost first."""
+    while coro is not None and depth > 0:
+        depth -= 1
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            frame = getattr(coro, "gi_frame", None)
+        if frame is not None:
+            yield f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+        nxt = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "ag_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+        )
+        if nxt is None and type(coro).__name__ == "async_generator_asend":
+            # `async for` awaits the generator's asend object, which names its
+            # generator only to the garbage collector.
+            nxt = next((r for r in gc.get_referents(coro) if inspect.isasyncgen(r)), None)
+        if nxt is None:
+            if frame is None:
+                yield repr(coro)[:160]
+            return
+        coro = nxt
+
+
+def _tps(tps: Any) -> str:
+    if tps is None:
+        return "None"
+    # `<prefix>.contact-stream.identity-ops.v1` -> `contact-stream.identity-ops.v1`
+    return " ".join(sorted(f"{tp.topic.split('.', 1)[-1]}[{tp.partition}]" for tp in tps)) or "-"
+
+
+def state(app: Any) -> str:
+    consumer = app.consumer
+    lines = [
+        f"flow_active={consumer.flow_active} flow_control_active={app.flow_control.is_active()}"
+        f" in_recovery={app.in_recovery} rebalancing={app.rebalancing}"
+        f" generation={app.consumer_generation_id}",
+        f"assigned: {_tps(consumer.assignment())}",
+        f"active: {_tps(consumer._active_partitions)}",
+        f"paused: {_tps(consumer._paused_partitions)}",
+        f"buffered (stream buffer full): {_tps(consumer._buffered_partitions)}",
+        f"unacked messages: {len(consumer._unacked_messages)}",
+    ]
+    for topic in list(getattr(app.topics, "_topics", ())):
+        queue = getattr(topic, "_queue", None)
+        if queue is not None:
+            pending = len(getattr(queue, "_pending_pressure_drop_callbacks", ()))
+            lines.append(
+                f"channel {topic}: queued {queue.qsize()}, pressure-drop callbacks {pending}"
+            )
+    for agent in app.agents.values():
+        for actor in getattr(agent, "_actors", ()):
+            task = actor.actor_task
+            stream = getattr(actor, "stream", None)
+            event = getattr(stream, "current_event", None)
+            where = (
+                f"{event.message.tp.partition}@{event.message.offset}" if event is not None else "-"
+            )
+            lines.append(f"agent {agent.name}: current event {where}")
+            done = isinstance(task, asyncio.Task) and task.done()
+            lines.extend(f"    {frame}" for frame in awaiting(None if done else actor.it))
+    return "\n".join(lines)
+
+
+def install(app: Any) -> None:
+    """Log `state(app)` on SIGUSR2 (the worker's loop must be running)."""
+
+    def dump() -> None:
+        try:
+            log.warning("state on SIGUSR2:\n%s", state(app))
+        except Exception:  # a diagnostic must never take the worker down
+            log.exception("state on SIGUSR2 failed")
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
