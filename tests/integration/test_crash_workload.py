@@ -1142,10 +1142,19 @@ async def compare_runs(
         a, b = await table(servers, clean, name), await table(servers, killed, name)
         if a != b:
             problems.append(difference(f"table {name}", a, b))
-        if name == "identities" and (
-            stuck := [k for k, v in b.items() if '"lock":null' not in v or '"parked":[]' not in v]
-        ):
-            problems.append(f"{len(stuck)} identity entries left locked or parked: {stuck[:3]}")
+        for label, entries in (("clean run", a), ("kill run", b)):
+            if name == "identities" and (
+                stuck := {
+                    k: v
+                    for k, v in entries.items()
+                    # "null": an entry deleted once empty (no owner, lock or waiter)
+                    if v != "null" and ('"lock":null' not in v or '"parked":[]' not in v)
+                }
+            ):
+                shown = "\n  ".join(f"{k} = {v[:600]}" for k, v in list(stuck.items())[:4])
+                problems.append(
+                    f"{label}: {len(stuck)} identity entries left locked or parked:\n  {shown}"
+                )
     a, b = await latest_snapshots(servers, clean), await latest_snapshots(servers, killed)
     if a != b:
         problems.append(difference("latest snapshots", a, b))

@@ -107,6 +107,14 @@ class World:
         owners = self.owners_of(item.identifiers.identifiers)
         match = find_match(item.identifiers, owners)
         matched = None if match is None else self.contacts[match.contact_id]
+        if matched is not None:
+            # As the contact partition does (stream/agents/contact.py): what is due
+            # by the intake's time fires first, a purge excepted (left to its tick).
+            due = fire_timers(matched, item.at, self.rules.engagement, purge=False)
+            if due.changes:
+                self._store(due.contact, due.changes, due.claimed, due.released)
+                self._send_quota(matched.contact_id, due.quota)
+            matched = due.contact
         decision = apply_intake(item, owners, matched, self.config, self.rules)
         if decision.needs_grant:
             rules = self._granted(decision.contact.contact_id)
