@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit integration crash crash-workload stack-up stack-down stack-status schemas clean
+.PHONY: help install demo test lint typecheck unit integration crash crash-workload stack-up stack-down stack-status schemas clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ stack-down: ## stop both, leave nothing running
 
 stack-status: ## is each one up and answering?
 	scripts/stack status
+
+bench: $(STAMP) ## every issue-11 benchmark on a private stack (27092/27379); QUICK=1 for a check, SCALE=0.2 to shrink, BENCH_ARGS=...
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(SCALE),--scale $(SCALE)) $(BENCH_ARGS)
 
 schemas: $(STAMP) ## regenerate docs/schemas from stream/models.py
 	$(BIN)/contact-stream export-schemas docs/schemas

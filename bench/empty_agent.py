@@ -82,6 +82,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
     args = parser.parse_args()
 
     raw = await raw_passthrough(args.records)
@@ -123,7 +124,8 @@ async def main() -> None:
         text=True,
     ).stdout.split("\n")
     stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
-    path = ROOT / "bench" / "results" / f"empty-agent-{stamp}.json"
+    path = args.out or ROOT / "bench" / "results" / f"empty-agent-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
         orjson.dumps(
             {
@@ -138,7 +140,7 @@ async def main() -> None:
             option=orjson.OPT_INDENT_2,
         )
     )
-    print(f"written {path.relative_to(ROOT)}")
+    print(f"written {path}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ the broker under the bench, see bench/README.md):
     .venv/bin/python bench/engagement.py --ref HEAD --profile --latency 2000 50
 
 One run, on topics of its own (a fresh `CS_TOPIC_PREFIX` / `CS_APP_ID`, as
-bench/timers.py does, whose helpers this reuses):
+bench/timers.py does; the worker, topic and report helpers are bench/common.py's):
 1. raw: bench/intake_throughput.py's aiokafka consume -> produce loop over
    the same number of records: the ceiling on this machine, in this run;
 2. preload: N contacts (one email each, marketing, campaign status `active`,
@@ -61,8 +61,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,34 +75,45 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from intake_throughput import raw_passthrough
-from timers import (
+from common import (
     BOOTSTRAP,
     REDIS_URL,
     ROOT,
     SOURCE,
+    BatchWriter,
+    TopicReader,
+    Worker,
+    add_run_args,
+    big_producer,
+    cancel_on_signals,
     cleanup,
-    free_port,
-    git,
+    create_topics,
+    delete_topics,
+    fmt,
+    launch,
     percentiles,
+    print_rows,
     proc_status,
-    rerun_from,
+    raw_baseline,
     say,
+    start_worker,
+    topic_settings,
+    write_report,
 )
 
 DAY_MS = 86_400_000
 TENANT = "bench"
-BATCH_BYTES = 512 * 1024
 # Engagement types of the workload, with their share (SPEC §2.3: a campaign's
 # sends, and the opens and clicks they bring).
 TYPES = (("sent", 50), ("open", 35), ("click", 15))
 INTAKE_EVERY = 10  # every 10th input is an intake of a new email
 SAMPLE_EVERY = 20  # latency mode: 1 event in 20 is followed into Redis
 PROFILE_AT = 0.2  # of the inputs out when py-spy starts
+SAMPLES_KEPT = 20_000  # latency samples kept in the JSON per phase and kind
 STACK_DIR = os.environ.get("CS_STACK_DIR")
 
 
@@ -194,9 +203,7 @@ def check_preload(now_ms: int) -> None:
 
 
 def names_of(run: str, partitions: int) -> dict[str, str]:
-    from stream.settings import Settings
-
-    s = Settings(app_id=f"cs-{run}", topic_prefix=f"{run}.", partitions=partitions)
+    s = topic_settings(run, partitions)
     return {
         # Faust names a table's changelog `{app id}-{table}-changelog`.
         "contacts_changelog": f"{s.app_id}-contacts-changelog",
@@ -214,75 +221,6 @@ def names_of(run: str, partitions: int) -> dict[str, str]:
 TOPIC_ROLES = ("contacts_changelog", "identities_changelog", "intake", "engagement")
 TOPIC_ROLES += ("changes", "deadletter", "snapshots")
 COMPACTED = ("contacts_changelog", "identities_changelog", "snapshots")
-
-
-async def create_topics(names: dict[str, str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    names[role],
-                    partitions,
-                    1,
-                    topic_configs={"cleanup.policy": "compact"} if role in COMPACTED else {},
-                )
-                for role in TOPIC_ROLES
-            ]
-        )
-    finally:
-        await admin.close()
-
-
-class BatchWriter:
-    """Records into (topic, partition) batches of 512 KiB, on an explicit partition."""
-
-    def __init__(self, producer: AIOKafkaProducer, partitions: int) -> None:
-        self.producer = producer
-        self.partitions = list(range(partitions))
-        self.partitioner = DefaultPartitioner()
-        self.batches: dict[tuple[str, int], Any] = {}
-        self.pending: list[asyncio.Future[Any]] = []
-        self.bytes = 0
-        self.records = 0
-
-    def partition_of(self, key: bytes) -> int:
-        """Where the worker's producer sends `key` (the default partitioner, no explicit one)."""
-        return int(self.partitioner(key, self.partitions, self.partitions))
-
-    async def put(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
-        slot = (topic, partition)
-        if slot not in self.batches:
-            self.batches[slot] = self.producer.create_batch()
-        while self.batches[slot].append(key=key, value=value, timestamp=None) is None:
-            await self._ship(slot)
-            self.batches[slot] = self.producer.create_batch()
-        self.bytes += len(key) + len(value)
-        self.records += 1
-
-    async def _ship(self, slot: tuple[str, int]) -> None:
-        batch = self.batches.pop(slot)
-        self.pending.append(await self.producer.send_batch(batch, slot[0], partition=slot[1]))
-        if len(self.pending) >= 64:
-            await asyncio.gather(*self.pending)
-            self.pending.clear()
-
-    async def close(self) -> None:
-        for slot in list(self.batches):
-            if self.batches[slot].record_count():
-                await self._ship(slot)
-        await asyncio.gather(*self.pending)
-
-
-def big_producer() -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP,
-        max_batch_size=BATCH_BYTES,
-        max_request_size=4 * BATCH_BYTES,
-        linger_ms=50,
-        acks=1,
-    )
 
 
 async def preload(names: dict[str, str], contacts: int, partitions: int, now_ms: int) -> dict:
@@ -389,12 +327,11 @@ class Seen:
     version: int
 
 
-class Outputs:
+class Outputs(TopicReader):
     """Every change event and dead letter of the run, read from the start."""
 
     def __init__(self, names: dict[str, str], partitions: int) -> None:
-        self.topics = (names["changes"], names["deadletter"])
-        self.partitions = partitions
+        super().__init__((names["changes"], names["deadletter"]), partitions)
         self.changes: list[Seen] = []
         # event_id -> broker timestamp of its first change event
         self.done: dict[str, int] = {}
@@ -404,50 +341,27 @@ class Outputs:
         self.phases: list[str] = []
         self._counts: Counter[str] = Counter()
         self._counted: set[str] = set()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=BOOTSTRAP,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.assign(
-            [TopicPartition(t, p) for t in self.topics for p in range(self.partitions)]
-        )
-        await self._consumer.seek_to_beginning()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        changes_topic = self.topics[0]
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, records in batches.items():
-                for record in records:
-                    value = orjson.loads(record.value)
-                    if tp.topic == changes_topic:
-                        event_id = value["cause"]["event_id"]
-                        self.changes.append(
-                            Seen(
-                                record.timestamp,
-                                event_id,
-                                value["type"],
-                                value["contact_id"],
-                                value["version"],
-                            )
-                        )
-                        if event_id is not None and event_id not in self.done:
-                            self.done[event_id] = record.timestamp
-                            self._count(event_id)
-                    else:
-                        with contextlib.suppress(ValueError, KeyError, TypeError):
-                            event_id = orjson.loads(value["raw"])["event_id"]
-                        self.dead[event_id] = value["reason"]
-                        self.dead_reasons[value["reason"]] += 1
-                        if event_id is not None:
-                            self._count(event_id)
+    def handle(self, record: ConsumerRecord[bytes, bytes], received_ms: int) -> None:
+        value = orjson.loads(record.value or b"null")
+        if record.topic == self.topics[0]:
+            event_id = value["cause"]["event_id"]
+            self.changes.append(
+                Seen(
+                    record.timestamp, event_id, value["type"], value["contact_id"], value["version"]
+                )
+            )
+            if event_id is not None and event_id not in self.done:
+                self.done[event_id] = record.timestamp
+                self._count(event_id)
+        else:
+            event_id = None
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                event_id = orjson.loads(value["raw"])["event_id"]
+            self.dead[event_id] = value["reason"]
+            self.dead_reasons[value["reason"]] += 1
+            if event_id is not None:
+                self._count(event_id)
 
     def _count(self, event_id: str) -> None:
         if event_id in self._counted:
@@ -460,13 +374,6 @@ class Outputs:
     def accounted(self, prefix: str) -> int:
         """Inputs of a phase (registered before its inputs) that gave a change or a dead letter."""
         return self._counts[prefix]
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
 
 
 # --- machine and process CPU ----------------------------------------------------
@@ -515,58 +422,6 @@ def cpu_between(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     out.pop("machine_busy", None)
     out["seconds"] = round(wall, 1)
     return out
-
-
-# --- the worker -------------------------------------------------------------------
-
-
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
-
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"worker exited ({self.process.returncode}):\n{tail}")
-
-
-def start_worker(run: str, names: dict[str, str], partitions: int, workdir: Path) -> Worker:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CS_KAFKA_BOOTSTRAP": BOOTSTRAP,
-        "CS_REDIS_URL": REDIS_URL,
-        "CS_APP_ID": f"cs-{run}",
-        "CS_TOPIC_PREFIX": f"{run}.",
-        "CS_REDIS_PREFIX": names["redis_prefix"],
-        "CS_PARTITIONS": str(partitions),
-        "CS_DATADIR": str(workdir / "data"),
-        "CS_WEB_PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(SOURCE),
-    }
-    log = workdir / "worker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "-l", "warn"],
-            cwd=SOURCE,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Worker(process, log, port)
 
 
 # --- Redis ----------------------------------------------------------------------
@@ -861,6 +716,9 @@ class Latency:
     redis_latency_ms: dict[str, float] = field(default_factory=dict)
     redis_poll_interval_ms: float = 10.0
     dead_letters: int = 0
+    # The raw figures behind the percentiles (every k-th, at most SAMPLES_KEPT): histograms.
+    change_latency_samples_ms: list[int] = field(default_factory=list)
+    redis_latency_samples_ms: list[int] = field(default_factory=list)
     cores: dict[str, float] = field(default_factory=dict)
     load_avg: list[float] = field(default_factory=list)
 
@@ -975,9 +833,17 @@ async def latency_phase(
         lat.achieved_rate_overall = len(done) / max(span, 1e-3)
     lat.redis_seen = len(redis_ms)
     lat.redis_latency_ms = percentiles([float(v) for v in redis_ms.values()])
+    lat.change_latency_samples_ms = kept(delays)
+    lat.redis_latency_samples_ms = kept(list(redis_ms.values()))
     # Kept up: at the end of producing, less than 2 s of events were still waiting.
     lat.kept_up = lat.backlog_at_end_of_produce <= 2 * rate and lat.processed == n
     return lat
+
+
+def kept(values: list[int]) -> list[int]:
+    """At most SAMPLES_KEPT of `values`, evenly spread over them."""
+    step = -(-len(values) // SAMPLES_KEPT)
+    return values[::step] if step > 1 else values
 
 
 def parse_ms(text: str) -> int:
@@ -987,37 +853,8 @@ def parse_ms(text: str) -> int:
 # --- the run ----------------------------------------------------------------------
 
 
-async def raw_baseline(records: int) -> tuple[float, list[str]]:
-    """bench/intake_throughput.py's passthrough; returns records/s and the topics it made."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        before = set(await admin.list_topics())
-        rate = await raw_passthrough(records)
-        made = [
-            t for t in await admin.list_topics() if t not in before and t.startswith("bench-raw")
-        ]
-    finally:
-        await admin.close()
-    return rate, made
-
-
-async def delete_topics(topics: list[str]) -> None:
-    if not topics:
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.delete_topics(topics)
-    finally:
-        await admin.close()
-
-
 async def bench(args: argparse.Namespace) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+    cancel_on_signals()  # the run's `finally` then stops the worker and deletes the topics
     wall = time.monotonic()
     stamp = datetime.now(UTC)
     run = f"eb{uuid.uuid4().hex[:8]}"
@@ -1040,7 +877,11 @@ async def bench(args: argparse.Namespace) -> int:
         raw, raw_topics = await raw_baseline(args.events)
         result["raw_records_per_s"] = raw
         say(f"raw: {raw:,.0f} records/s")
-        await create_topics(names, args.partitions)
+        await create_topics(
+            [names[role] for role in TOPIC_ROLES],
+            args.partitions,
+            compacted={names[role] for role in COMPACTED},
+        )
         say(f"preloading {args.contacts:,} contacts and their emails")
         result["preload"] = await preload(names, args.contacts, args.partitions, now_ms)
         say(
@@ -1052,7 +893,7 @@ async def bench(args: argparse.Namespace) -> int:
         )
         say(f"produced {args.events:,} inputs in {result['inputs']['seconds']:.1f} s")
         await outputs.start()
-        worker = start_worker(run, names, args.partitions, workdir)
+        worker = start_worker(run, workdir, args.partitions, log_level="warn")
         say(f"worker pid {worker.process.pid} started (-l warn, {SOURCE})")
         t = await throughput_phase(run, names, args, outputs, worker, result, redis)
         t.of_raw = (t.inputs_per_s or 0) / raw
@@ -1086,9 +927,6 @@ async def bench(args: argparse.Namespace) -> int:
 def report(result: dict[str, Any], args: argparse.Namespace, stamp: datetime) -> None:
     t = result["throughput"]
     raw = result["raw_records_per_s"]
-
-    def fmt(value: Any, spec: str = ",.0f") -> str:
-        return "-" if value is None else format(value, spec)
 
     rows = [
         ("contacts preloaded / inputs", f"{args.contacts:,} / {args.events:,}"),
@@ -1147,33 +985,10 @@ def report(result: dict[str, Any], args: argparse.Namespace, stamp: datetime) ->
         ]
     rows.append(("load average (1/5/15 min)", str([row[1:] for row in result["load_avg"]][-1])))
     rows.append(("wall time of the run", f"{result['wall_s']:.0f} s"))
-    width = max(len(name) for name, _ in rows)
-    print()
-    for name, value in rows:
-        print(f"{name:{width}}  {value}")
+    print_rows(rows)
     if "profile" in result:
         print_profile(result["profile"])
-    head = os.environ.get("CS_BENCH_SHA") or git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain").splitlines()
-    out = args.out or ROOT / "bench" / "results" / f"engagement-{result['stamp']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report_json = {
-        "benchmark": "bench/engagement.py",
-        "at": stamp.isoformat(timespec="seconds"),
-        "git_head": head,
-        "measured_code": "git archive of git_head" if "CS_BENCH_SHA" in os.environ else "worktree",
-        "uncommitted": dirty,
-        "argv": sys.argv[1:],
-        "env": {
-            k: v
-            for k, v in sorted(os.environ.items())
-            if k.startswith("CS_") and not any(s in k for s in ("PASSWORD", "TOKEN", "URL"))
-        },
-        "machine": {"cpus": os.cpu_count(), "load_avg_end": os.getloadavg()},
-        **result,
-    }
-    out.write_text(json.dumps(report_json, indent=2, default=str) + "\n")
-    say(f"results in {out}")
+    write_report(args.out, __file__, stamp, result)
 
 
 def main() -> None:
@@ -1194,17 +1009,13 @@ def main() -> None:
     )
     parser.add_argument("--latency-seconds", dest="latency_s", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=1800.0, help="for the inputs to come out")
-    parser.add_argument("--ref", help="run the code of this git ref, not the working tree")
-    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
-    parser.add_argument("--keep", action="store_true", help="keep topics, Redis keys, data dir")
+    add_run_args(parser)
     args = parser.parse_args()
     if args.latency == []:
         args.latency = [2000.0]
     # A rate the worker cannot keep up with leaves a backlog: the lower rates first.
     args.latency = sorted(args.latency or [])
-    if args.ref and "CS_BENCH_SOURCE" not in os.environ:
-        raise SystemExit(rerun_from(args.ref))
-    raise SystemExit(asyncio.run(bench(args)))
+    launch(args, bench)
 
 
 if __name__ == "__main__":

@@ -43,17 +43,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
-import json
 import os
 import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -62,28 +56,36 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import ConsumerRecord
 
-ROOT = Path(__file__).resolve().parents[1]
-# Where the worker's code comes from: the working tree, or a `git archive` (--ref).
-SOURCE = Path(os.environ.get("CS_BENCH_SOURCE", str(ROOT)))
-BOOTSTRAP = os.environ.get("CS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-REDIS_URL = os.environ.get("CS_REDIS_URL", "redis://127.0.0.1:16379/0")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    READY,
+    TopicReader,
+    Worker,
+    add_run_args,
+    batch_writer,
+    cancel_on_signals,
+    cleanup,
+    create_topics,
+    fmt,
+    launch,
+    percentiles,
+    proc_status,
+    say,
+    start_worker,
+    topic_settings,
+    write_report,
+)
+
 DAY_MS = 86_400_000
 TIER_DAYS = 16  # new -> frequent (stream/domain/tiers.py BOUNDARY_DAYS[0])
 TENANT = "bench"
 # The count may be masked (`100***00`): the worker's log filter hides long digit runs.
 REBUILT = re.compile(r"due index rebuilt: ([\d*]+) contacts with a due time \(([\d.]+)s\)")
-READY = "contact-stream ready: tables recovered"
-LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
-BATCH_BYTES = 512 * 1024
 
 
 @dataclass
@@ -187,9 +189,7 @@ def check_encoding(encode: Callable[[int, int], tuple[bytes, bytes]]) -> None:
 
 
 def topic_names(run: str, partitions: int) -> dict[str, str]:
-    from stream.settings import Settings
-
-    settings = Settings(app_id=f"cs-{run}", topic_prefix=f"{run}.", partitions=partitions)
+    settings = topic_settings(run, partitions)
     return {
         # Faust names a table's changelog `{app id}-{table}-changelog`.
         "changelog": f"{settings.app_id}-contacts-changelog",
@@ -198,64 +198,21 @@ def topic_names(run: str, partitions: int) -> dict[str, str]:
     }
 
 
-async def create_topics(names: dict[str, str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    partitions,
-                    1,
-                    topic_configs={"cleanup.policy": "compact"} if role == "changelog" else {},
-                )
-                for role, name in names.items()
-            ]
-        )
-    finally:
-        await admin.close()
-
-
 async def load(
     topic: str, plan: Plan, encode: Callable[[int, int], tuple[bytes, bytes]]
 ) -> tuple[float, int, float]:
     """Write the contacts; returns (seconds, bytes, the window's start in epoch seconds)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP,
-        max_batch_size=BATCH_BYTES,
-        max_request_size=4 * BATCH_BYTES,
-        linger_ms=50,
-        acks=1,
-    )
-    await producer.start()
-    partitioner = DefaultPartitioner()
-    all_partitions = list(range(plan.partitions))
-    batches = {p: producer.create_batch() for p in all_partitions}
-    pending: list[asyncio.Future[Any]] = []
-    written = 0
+    async with batch_writer(plan.partitions) as writer:
 
-    async def ship(p: int) -> None:
-        pending.append(await producer.send_batch(batches[p], topic, partition=p))
-        batches[p] = producer.create_batch()
-        if len(pending) >= 64:
-            await asyncio.gather(*pending)
-            pending.clear()
+        async def put(i: int, due_ms: int) -> None:
+            key, value = encode(i, due_ms)
+            # The partition Faust writes a table entry to: its source event's, i.e.
+            # the contact-ops partition of the key (the producer's default partitioner).
+            await writer.put(topic, key, value, writer.partition_of(key))
 
-    async def put(i: int, due_ms: int) -> None:
-        nonlocal written
-        key, value = encode(i, due_ms)
-        # The partition Faust writes a table entry to: its source event's, i.e.
-        # the contact-ops partition of the key (the producer's default partitioner).
-        p = partitioner(key, all_partitions, all_partitions)
-        while batches[p].append(key=key, value=value, timestamp=None) is None:
-            await ship(p)
-        written += len(key) + len(value)
-
-    started = time.monotonic()
-    rng = random.Random(7)
-    now_ms = int(time.time() * 1000)
-    try:
+        started = time.monotonic()  # once the producer is up
+        rng = random.Random(7)
+        now_ms = int(time.time() * 1000)
         far = plan.contacts - plan.due
         for i in range(far):
             await put(i, now_ms + rng.randrange(DAY_MS, 15 * DAY_MS))
@@ -264,93 +221,10 @@ async def load(
         for k in range(plan.due):
             offset = plan.window * (k + 0.5) / plan.due
             await put(far + k, int((window_start + offset) * 1000))
-        for p in all_partitions:
-            if batches[p].record_count():
-                await ship(p)
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.monotonic() - started, written, window_start
+    return time.monotonic() - started, writer.bytes, window_start
 
 
 # --- the worker -----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_status(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM in MB, and user+system CPU seconds, of a live process."""
-    out: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                out[name] = int(rest.split()[0]) / 1024
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out["cpu"] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-@dataclass
-class Worker:
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int
-    started: float  # epoch seconds
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def logged_after_start(self, pattern: str | re.Pattern[str]) -> float | None:
-        """Seconds from the process start to the first log line matching, by its timestamp."""
-        for line in self.text().splitlines():
-            if re.search(pattern, line) and (stamp := LOG_TIME.match(line)):
-                moment = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
-                return moment.timestamp() - self.started  # both local time
-        return None
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
-
-
-def start_worker(run: str, plan: Plan, workdir: Path) -> Worker:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CS_KAFKA_BOOTSTRAP": BOOTSTRAP,
-        "CS_REDIS_URL": REDIS_URL,
-        "CS_APP_ID": f"cs-{run}",
-        "CS_TOPIC_PREFIX": f"{run}.",
-        "CS_REDIS_PREFIX": f"cs-{run}",
-        "CS_PARTITIONS": str(plan.partitions),
-        "CS_STORE": plan.store,
-        "CS_DATADIR": str(workdir / "data"),
-        "CS_WEB_PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(SOURCE),
-    }
-    log = workdir / "worker.log"
-    started = time.time()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "-l", "info"],
-            cwd=SOURCE,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Worker(process, log, port, started)
 
 
 async def scrape_metrics(port: int) -> dict[str, float]:
@@ -385,95 +259,31 @@ class Fired:
     received_ms: int
 
 
-class ChangeWatcher:
+class ChangeWatcher(TopicReader):
     """Reads the changes topic from its start, keeping the timer-caused tier changes."""
 
     def __init__(self, topic: str, partitions: int) -> None:
-        self.topic = topic
-        self.partitions = partitions
+        super().__init__((topic,), partitions)
         self.fired: list[Fired] = []
         self.other = 0
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, fetch_max_wait_ms=100
+
+    def handle(self, record: ConsumerRecord[bytes, bytes], received_ms: int) -> None:
+        change = orjson.loads(record.value or b"null")
+        if change["type"] != "activity_tier.changed" or change["cause"]["kind"] != "timer":
+            self.other += 1
+            return
+        self.fired.append(
+            Fired(
+                change["contact_id"],
+                change["change_id"],
+                parse_ms(change["at"]),
+                record.timestamp,
+                received_ms,
+            )
         )
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.assign([TopicPartition(self.topic, p) for p in range(self.partitions)])
-        await self._consumer.seek_to_beginning()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            received = int(time.time() * 1000)
-            for records in batches.values():
-                for record in records:
-                    change = orjson.loads(record.value)
-                    if change["type"] != "activity_tier.changed" or (
-                        change["cause"]["kind"] != "timer"
-                    ):
-                        self.other += 1
-                        continue
-                    self.fired.append(
-                        Fired(
-                            change["contact_id"],
-                            change["change_id"],
-                            parse_ms(change["at"]),
-                            record.timestamp,
-                            received,
-                        )
-                    )
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def rank(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
-
-    return {
-        "p50": rank(0.50),
-        "p95": rank(0.95),
-        "p99": rank(0.99),
-        "max": ordered[-1],
-        "mean": sum(ordered) / len(ordered),
-    }
 
 
 # --- one run --------------------------------------------------------------
-
-
-async def cleanup(run: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith((f"{run}.", f"cs-{run}-"))]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"cs-{run}:*", count=10_000)]
-        for start in range(0, len(keys), 10_000):
-            await client.delete(*keys[start : start + 10_000])
-    finally:
-        await client.aclose()
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 async def run_once(plan: Plan, keep: bool) -> Result:
@@ -485,7 +295,7 @@ async def run_once(plan: Plan, keep: bool) -> Result:
     names = topic_names(run, plan.partitions)
     encode = contact_encoder()
     check_encoding(encode)
-    await create_topics(names, plan.partitions)
+    await create_topics(names.values(), plan.partitions, compacted={names["changelog"]})
     worker: Worker | None = None
     watcher = ChangeWatcher(names["changes"], plan.partitions)
     try:
@@ -496,7 +306,7 @@ async def run_once(plan: Plan, keep: bool) -> Result:
         rate = plan.contacts / seconds
         say(f"loaded in {seconds:.1f}s ({rate:,.0f} records/s, {size / 1e6:.0f} MB)")
         await watcher.start()
-        worker = start_worker(run, plan, workdir)
+        worker = start_worker(run, workdir, plan.partitions, log_level="info", store=plan.store)
         say(f"worker pid {worker.process.pid} started ({plan.store}); waiting for its index")
         rebuilt_at = await wait_rebuilt(worker, result, deadline=3600)
         result.window_started_after_rebuild_s = window_start - rebuilt_at
@@ -509,8 +319,7 @@ async def run_once(plan: Plan, keep: bool) -> Result:
         expected = {str(uuid.UUID(int=i)) for i in range(plan.contacts - plan.due, plan.contacts)}
         deadline = window_start + plan.window + plan.grace
         while time.time() < deadline:
-            if worker.process.poll() is not None:
-                raise RuntimeError(f"worker exited ({worker.process.returncode}); log {worker.log}")
+            worker.check()
             if {f.contact_id for f in watcher.fired} >= expected:
                 break
             await asyncio.sleep(1)
@@ -562,8 +371,7 @@ async def wait_rebuilt(worker: Worker, result: Result, deadline: float) -> float
             else:  # masked in the log: the index size the worker exports instead
                 result.rebuilt_count = await index_size(worker.port)
             return now
-        if worker.process.poll() is not None:
-            raise RuntimeError(f"worker exited ({worker.process.returncode}); log {worker.log}")
+        worker.check()
         if time.time() - worker.started > deadline:
             raise RuntimeError(f"no index after {deadline}s; log {worker.log}")
         await asyncio.sleep(0.2)
@@ -611,9 +419,6 @@ def summarize(result: Result, fired: list[Fired], expected: set[str], rebuilt_at
 
 
 def table(results: list[Result]) -> str:
-    def fmt(value: Any, spec: str = ",.0f") -> str:
-        return "-" if value is None else format(value, spec)
-
     rows: list[tuple[str, Callable[[Result], str]]] = [
         ("contacts", lambda r: fmt(r.contacts)),
         ("due in window / window s", lambda r: f"{r.due_in_window:,} / {r.window_s:.0f}"),
@@ -647,23 +452,6 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-    return done.stdout.strip()
-
-
-def export(ref: str) -> tuple[Path, str]:
-    """`git archive REF` into a temporary directory; returns it and the commit."""
-    sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
-    if not sha:
-        raise SystemExit(f"unknown git ref {ref!r}")
-    archive = subprocess.run(["git", "archive", sha], cwd=ROOT, capture_output=True, check=True)
-    target = Path(tempfile.mkdtemp(prefix=f"bench-timers-src-{sha[:8]}-"))
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(target, filter="data")
-    return target, sha
-
-
 def auto_lead(contacts: int) -> float:
     """Seconds from the end of the load to the window: the worker's restore and rebuild.
 
@@ -685,35 +473,12 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=120.0, help="wait after the window")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--store", action="append", help="rocksdb:// (default) or memory://")
-    parser.add_argument("--ref", help="run the code of this git ref, not the working tree")
-    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
-    parser.add_argument("--keep", action="store_true", help="keep topics, Redis keys, data dir")
-    args = parser.parse_args()
-    if args.ref and "CS_BENCH_SOURCE" not in os.environ:
-        raise SystemExit(rerun_from(args.ref))
-    asyncio.run(bench(args))
-
-
-def rerun_from(ref: str) -> int:
-    """This script again, with `stream` (and the worker) from `git archive REF`."""
-    source, sha = export(ref)
-    say(f"running the code of {ref} ({sha[:12]}) from {source}")
-    env = {**os.environ, "CS_BENCH_SOURCE": str(source), "CS_BENCH_SHA": sha}
-    env["PYTHONPATH"] = str(source)
-    child = subprocess.Popen([sys.executable, *sys.argv], env=env)
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the child cleans up, then we do
-        signal.signal(sig, lambda number, _frame: child.send_signal(number))
-    code = child.wait()
-    shutil.rmtree(source, ignore_errors=True)
-    return code
+    add_run_args(parser)
+    launch(parser.parse_args(), bench)
 
 
 async def bench(args: argparse.Namespace) -> None:
-    # SIGINT/SIGTERM cancel the run, so the worker is stopped and the topics deleted.
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+    cancel_on_signals()  # the run's `finally` then stops the worker and deletes the topics
     due = min(args.due if args.due is not None else 20_000, args.contacts)
     lead = args.lead if args.lead is not None else auto_lead(args.contacts)
     results = []
@@ -721,28 +486,7 @@ async def bench(args: argparse.Namespace) -> None:
         plan = Plan(args.contacts, due, args.window, lead, args.partitions, store, args.grace)
         results.append(await run_once(plan, args.keep))
     print(table(results), flush=True)
-    head = os.environ.get("CS_BENCH_SHA") or git("rev-parse", "HEAD")
-    dirty = [] if "CS_BENCH_SHA" in os.environ else git("status", "--porcelain").splitlines()
-    stamp = datetime.now(UTC)
-    out = args.out or ROOT / "bench" / "results" / f"timers-{stamp:%Y-%m-%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "bench/timers.py",
-        "at": stamp.isoformat(timespec="seconds"),
-        "git_head": head,
-        "uncommitted": dirty,
-        "argv": sys.argv[1:],
-        # The worker inherits these (secrets and URLs that may carry one left out).
-        "env": {
-            k: v
-            for k, v in sorted(os.environ.items())
-            if k.startswith("CS_") and not any(s in k for s in ("PASSWORD", "TOKEN", "URL"))
-        },
-        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        "runs": [asdict(r) for r in results],
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    say(f"results in {out}")
+    write_report(args.out, __file__, datetime.now(UTC), {"runs": [asdict(r) for r in results]})
     if any(r.missing or r.duplicate_contacts or r.unexpected for r in results):
         raise SystemExit(1)
 

@@ -1,0 +1,326 @@
+"""The engagement-scoring step on Quix Streams: the peer to beat (issue #11).
+
+Usage (a stack must be up; CS_KAFKA_BOOTSTRAP points at it):
+
+    .venv/bin/python bench/quix_scoring.py --events 20000 --out /tmp/quix.json
+
+One run, one broker, topics of its own:
+1. raw: bench/intake_throughput.py's aiokafka consume -> produce loop over
+   the same number of records (the ceiling in this run);
+2. inputs: `--events` engagement events built by bench/engagement.py's
+   record builder (`engagement()`: sent 50 %, open 35 %, click 15 %, by the
+   email of one of `--contacts` contacts, keyed by that email, `occurred_at`
+   in the last 10 minutes; same seed, so the same types and contacts as the
+   engagement workload's engagement events), produced up front into a
+   4-partition topic, as bench/engagement.py does before its worker starts;
+3. a Quix Streams `Application` (RocksDB state with its changelog topic,
+   at-least-once, orjson serialization, all Quix defaults) runs
+   `sdf.apply(score, stateful=True)` then `to_topic`: per event, the
+   contact's `Engagement` is read from the key's state (absent: the
+   engagement every contact of bench/engagement.py's preload starts with),
+   the product's pure rule `stream.domain.engagement.apply_engagement` is
+   applied with the default tenant's `EngagementConfig` (marketing contact,
+   `now` = the event's logical time as the product computes it), the new
+   state is stored, and one output record (the `engagement.scored` data and
+   the other transitions' names) is sent per input;
+4. records/s from the first output to the last (the output topic has
+   `message.timestamp.type=LogAppendTime`: Quix copies the input's
+   timestamp to its outputs, so the broker's append time is the clock), and
+   the process's CPU per record while the app ran.
+
+What the product's path does on top of this step (so the comparison
+flatters Quix): resolves the email to a contact id (identity table, one
+more Kafka hop), loads and re-encodes the whole contact, fires due timers,
+deduplicates by event id, writes the applied record and the contact to two
+tables (two changelog records), publishes full change events and a
+snapshot, and the projection writes Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engagement import DAY_MS, email_of, engagement, pick_type
+from intake_throughput import raw_passthrough
+
+BOOTSTRAP = os.environ.get("CS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+PARTITIONS = 4  # bench/engagement.py's default
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def starting_engagement(now_ms: int) -> Any:
+    """The engagement of a contact of bench/engagement.py's preload (its `preload_encoders`)."""
+    from stream.domain.engagement import Engagement
+
+    last = now_ms - DAY_MS
+    activated = now_ms - 30 * DAY_MS
+    return Engagement(
+        score=5.0,
+        score_at=last,
+        last_engagement_at=last,
+        last_activity_at=last,
+        activity=(("open", last), ("sent", last - 3_600_000)),
+        campaign_status="active",
+        status_reason="activated",
+        status_since=activated,
+        activated_at_latest=activated,
+        tier="new",
+    )
+
+
+def scorer(now_ms: int) -> Any:
+    """The stateful function Quix applies per event: the product's rule on the key's state."""
+    from dataclasses import fields
+
+    from stream.domain.engagement import Engagement, Scored, apply_engagement
+    from stream.domain.timefmt import format_optional_ms, logical_time, to_ms
+    from stream.tables.tenant_configs import DEFAULT, engagement_config
+
+    config = engagement_config(DEFAULT)  # a tenant never configured
+    start = starting_engagement(now_ms)
+    names = [f.name for f in fields(Engagement)]
+
+    def decode(d: dict[str, Any]) -> Engagement:
+        return Engagement(
+            **{
+                **d,
+                "activity": tuple((kind, at) for kind, at in d["activity"]),
+                "sends": tuple(d["sends"]),
+            }
+        )
+
+    def score(value: dict[str, Any], key: Any, timestamp: int, headers: Any, state: Any) -> dict:
+        stored = state.get("engagement")
+        current = start if stored is None else decode(stored)
+        occurred = to_ms(datetime.fromisoformat(value["occurred_at"]))
+        at, clamped = logical_time(occurred, timestamp)
+        new, transitions = apply_engagement(
+            current,
+            value["type"],
+            at,
+            bool(value.get("machine_open", False)),
+            True,  # every preloaded contact is a marketing contact
+            config,
+            at,
+        )
+        state.set("engagement", {name: getattr(new, name) for name in names})
+        scored = transitions[0]
+        assert isinstance(scored, Scored)
+        return {
+            "event_id": value["event_id"],
+            "tenant_id": value["tenant_id"],
+            "type": "engagement.scored",
+            "at": at,
+            "clamped": clamped,
+            "data": {
+                "type": scored.type,
+                "points": scored.points,
+                "score": scored.score,
+                "score_at": format_optional_ms(scored.score_at),
+                "sends_since_engagement": scored.sends_since_engagement,
+            },
+            "then": [type(t).__name__ for t in transitions[1:]],
+            "campaign_status": new.campaign_status,
+            "tier": new.tier,
+        }
+
+    return score
+
+
+async def create_topics(source: str, sink: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(source, PARTITIONS, 1),
+                # Quix stamps an output with its input's timestamp: the broker's is the clock.
+                NewTopic(
+                    sink, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"}
+                ),
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+async def produce_inputs(run: str, source: str, contacts: int, events: int) -> float:
+    """bench/engagement.py's engagement events (its seed and its draws), keyed by email."""
+    rng = random.Random(11)
+    now_ms = int(time.time() * 1000)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP, linger_ms=50, max_batch_size=512 * 1024, acks=1
+    )
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for n in range(events):
+            i = rng.randrange(contacts)
+            kind = pick_type(rng)
+            value = engagement(f"{run}-q{n}", i, kind, now_ms - rng.randrange(600_000))
+            await producer.send(source, value, key=email_of(i).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+def run_quix(source: str, sink: str, group: str, events: int, state_dir: Path) -> dict[str, Any]:
+    """The Quix app until it has processed every input; its CPU and wall seconds."""
+    import logging
+
+    from quixstreams import Application
+
+    processed = {"n": 0}
+    app: Application
+
+    def on_processed(topic: str, partition: int, offset: int) -> None:
+        processed["n"] += 1
+        if processed["n"] >= events:
+            app.stop()
+
+    app = Application(
+        broker_address=BOOTSTRAP,
+        consumer_group=group,
+        auto_offset_reset="earliest",
+        state_dir=str(state_dir),
+        loglevel="WARNING",
+        on_message_processed=on_processed,
+    )
+    logging.getLogger("quixstreams").setLevel(logging.WARNING)
+    inputs = app.topic(source, key_deserializer="str", value_deserializer="json")
+    outputs = app.topic(sink, key_serializer="str", value_serializer="json")
+    sdf = app.dataframe(inputs)
+    sdf = sdf.apply(scorer(int(time.time() * 1000)), stateful=True, metadata=True)
+    sdf.to_topic(outputs)
+    cpu, wall = time.process_time(), time.monotonic()
+    app.run()
+    return {
+        "processed": processed["n"],
+        "app_cpu_s": time.process_time() - cpu,
+        "app_wall_s": time.monotonic() - wall,
+    }
+
+
+async def read_outputs(sink: str, events: int, timeout: float) -> dict[str, Any]:
+    """First and last LogAppendTime, the count, and a sample output."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    tps = [TopicPartition(sink, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    first = last = None
+    seen, sample = 0, None
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < events and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for record in records:
+                    seen += 1
+                    first = record.timestamp if first is None else min(first, record.timestamp)
+                    last = record.timestamp if last is None else max(last, record.timestamp)
+                    if sample is None:
+                        sample = json.loads(record.value)
+    finally:
+        await consumer.stop()
+    return {"outputs": seen, "first_ms": first, "last_ms": last, "sample_output": sample}
+
+
+async def delete_topics(prefixes: tuple[str, ...]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if any(p in t for p in prefixes)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
+    parser.add_argument("--keep", action="store_true", help="keep the topics and state dir")
+    args = parser.parse_args()
+
+    run = f"qx{uuid.uuid4().hex[:8]}"
+    source, sink, group = f"{run}-engagement", f"{run}-scored", f"{run}-scoring"
+    state_dir = Path(tempfile.mkdtemp(prefix=f"bench-quix-{run}-"))
+    result: dict[str, Any] = {
+        "benchmark": "bench/quix_scoring.py",
+        "run": run,
+        "contacts": args.contacts,
+        "events": args.events,
+        "partitions": PARTITIONS,
+        "load_avg_start": os.getloadavg(),
+    }
+    try:
+        if not args.no_raw:
+            say(f"{run}: raw aiokafka passthrough of {args.events:,} records")
+            result["raw_records_per_s"] = asyncio.run(raw_passthrough(args.events))
+            say(f"raw: {result['raw_records_per_s']:,.0f} records/s")
+        asyncio.run(create_topics(source, sink))
+        seconds = asyncio.run(produce_inputs(run, source, args.contacts, args.events))
+        say(f"produced {args.events:,} engagement events in {seconds:.1f} s; starting Quix")
+        result.update(run_quix(source, sink, group, args.events, state_dir))
+        result.update(asyncio.run(read_outputs(sink, args.events, 120)))
+    finally:
+        if not args.keep:
+            asyncio.run(delete_topics((run,)))
+            shutil.rmtree(state_dir, ignore_errors=True)
+    if result["outputs"] < args.events or result["first_ms"] is None:
+        raise SystemExit(f"only {result['outputs']:,} of {args.events:,} outputs")
+    elapsed = max((result["last_ms"] - result["first_ms"]) / 1000, 1e-3)
+    result["elapsed_s"] = elapsed
+    result["records_per_s"] = args.events / elapsed
+    result["cpu_us_per_record"] = result["app_cpu_s"] / args.events * 1e6
+    if "raw_records_per_s" in result:
+        result["of_raw"] = result["records_per_s"] / result["raw_records_per_s"]
+    result["load_avg_end"] = os.getloadavg()
+    result["git_head"] = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    import quixstreams
+
+    result["quixstreams"] = quixstreams.__version__
+    say(
+        f"Quix scoring: {result['records_per_s']:,.0f} records/s "
+        f"({result['elapsed_s']:.1f} s first -> last output"
+        + (f", {result['of_raw']:.1%} of raw" if "of_raw" in result else "")
+        + f"), {result['cpu_us_per_record']:.0f} µs CPU per record (incl. start-up)"
+    )
+    out = args.out or Path(__file__).resolve().parent / "results" / f"quix-scoring-{run}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    say(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()
