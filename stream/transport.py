@@ -1,4 +1,4 @@
-"""The project's Kafka transport: Faust's aiokafka driver with two fetch fixes.
+"""The project's Kafka transport: Faust's aiokafka driver with its fetch and flush fixed.
 
 Registered under the ``faust.transports`` entry point as ``cskafka`` and used
 by default (``CS_KAFKA_TRANSPORT``); ``kafka`` selects Faust's stock driver.
@@ -17,6 +17,14 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    rewound by recovery (aiokafka's ``seek_to_committed`` only seeks to an
    offset above 0). We move the position back to the first record not handed
    over, so a later fetch returns it.
+
+3. Faust reads the generation after a fetch, so a batch fetched under the
+   previous assignment was delivered (or, by fix 2, sought back to) under the
+   new one, skipping what the rebalance had dropped from the stream buffers.
+   The generation is taken before the fetch, a stale batch is not delivered,
+   and a partition is sought back only where this assignment fetched it.
+4. The producer's changelog buffer flushes what it held when asked
+   (`SnapshotFlushBuffer`), so no commit overtakes table writes.
 
 Tried and dropped: rewinding never-committed partitions to their beginning
 during recovery. Recovery resumes the flow before that seek completes, and a
@@ -65,21 +73,31 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             consumer, partitions, timeout=timeout, max_records=max_records
         )
 
-    async def seek_now(self, offsets: Mapping[TP, int], generation_id: int) -> None:
-        """Seek in the consumer's own thread, between two fetches, if no rebalance came between.
+    async def rewind(self, batches: Mapping[TP, tuple[int, int]]) -> int:
+        """Move a partition back to its first undelivered record if this assignment fetched it.
 
-        The rebalance listener sets the generation in this thread too, so the
-        check and the seeks happen with no assignment change in between. A new
-        assignment starts every partition at its committed offset: a seek to
-        a batch of the old one would skip what was delivered but not processed.
+        `batches` maps a partition to (first offset not delivered, last offset
+        fetched). The position is moved back only where it still stands right
+        after that batch (`last + 1`), i.e. where the batch was fetched by the
+        assignment in force now and nothing has moved it since. A batch of a
+        previous assignment leaves the new one alone: it starts every partition
+        at its committed offset, and a seek to the old batch would skip what
+        was delivered before the rebalance and dropped from the stream buffers
+        by it. Synchronous from the check to the seek: a rebalance, which runs
+        in this thread's loop, cannot come in between.
         """
-        if self.app.consumer_generation_id != generation_id:
-            return
         consumer = self._ensure_consumer()
-        assigned = consumer.assignment()
-        for tp, offset in offsets.items():
-            if tp in assigned:
-                consumer.seek(tp, offset)
+        subscription = consumer._subscription.subscription
+        assignment = None if subscription is None else subscription.assignment
+        if assignment is None:
+            return 0
+        moved = 0
+        for tp, (first, last) in batches.items():
+            state = assignment.state_value(tp)
+            if state is not None and state.has_valid_position and state.position == last + 1:
+                consumer.seek(tp, first)
+                moved += 1
+        return moved
 
 
 class Consumer(driver.Consumer):
@@ -101,24 +119,19 @@ class Consumer(driver.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        if not self.flow_active:  # what Faust's _wait_next_records waits for first
+            await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
         # Taken before the fetch (Faust takes it after): a batch fetched under
         # the previous assignment must not be delivered under the new one.
         generation_id = self.app.consumer_generation_id
         records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
             return
-        if self.app.consumer_generation_id != generation_id:
-            # Its positions belonged to the old assignment; the new one starts
-            # at the committed offsets, which is where these records are read again.
-            return
-        if not self.flow_active:
-            await self._refetch(
-                {tp: recs[0].offset for tp, recs in records.items() if recs}, generation_id
-            )
-            return
         delivered: dict[TP, int] = {}  # the last offset handed over, per partition
         held: set[TP] = set()  # partitions with a record held back: nothing after it goes
         try:
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return
             for tp, record in self.scheduler.iterate(records):
                 if tp in held:
                     continue
@@ -138,15 +151,15 @@ class Consumer(driver.Consumer):
                     held.add(tp)
         finally:
             # Whatever ended the batch (a paused partition, the flow stopping, a
-            # new generation, the caller leaving early): refetch what was not handed over.
+            # new generation, the caller leaving early): refetch what was not
+            # handed over, where this assignment fetched it.
             if not self.should_stop:
                 await self._refetch(
                     {
-                        tp: rest[0]
+                        tp: (rest[0], recs[-1].offset)
                         for tp, recs in records.items()
                         if (rest := [r.offset for r in recs if r.offset > delivered.get(tp, -1)])
-                    },
-                    generation_id,
+                    }
                 )
 
     def _note_first(self, tp: TP, offset: int, generation_id: int) -> None:
@@ -163,13 +176,14 @@ class Consumer(driver.Consumer):
                 offset,
             )
 
-    async def _refetch(self, first_offsets: Mapping[TP, int], generation_id: int) -> None:
-        """Move positions back so these records are fetched again (same assignment only)."""
-        assigned = self.assignment()
-        back = {tp: offset for tp, offset in first_offsets.items() if tp in assigned}
-        if back and self.app.consumer_generation_id == generation_id:
-            log.info("fetching %d records' partitions again: not delivered", len(back))
-            await self._thread.call_thread(self._thread.seek_now, back, generation_id)
+    async def _refetch(self, batches: Mapping[TP, tuple[int, int]]) -> None:
+        """Fetch again what was fetched but not handed over (see ConsumerThread.rewind)."""
+        if batches:
+            moved = await self._thread.call_thread(self._thread.rewind, batches)
+            if moved:
+                log.info(
+                    "fetching %d partitions again from their first record not delivered", moved
+                )
 
     async def on_partitions_revoked(self, revoked: Set[TP]) -> None:
         """Commit what was processed of the revoked partitions before Faust forgets it.
