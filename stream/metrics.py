@@ -11,6 +11,7 @@ every partition this worker's Faust consumer is assigned.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from faust.types import ConsumerT
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -44,6 +45,19 @@ LOCKS_WAITING = Gauge(
 )
 
 Lags = Callable[[], Mapping[tuple[str, int], int]]
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: M, *labels: str) -> M:
+    """`metric.labels(*labels)`, looked up once: prometheus_client's `labels` validates and
+    locks on every call, which the per-record paths paid for each record."""
+    key = (id(metric), labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 class ConsumerLag(Collector):

@@ -33,12 +33,14 @@ def load(tenant: str, contact_id: str) -> Contact | None:
     return None if raw is None else decode_contact(raw)
 
 
-def store(tenant: str, contact_id: str, contact: Contact | None) -> None:
-    """The contact's new state, and its next due time in this worker's index."""
+def store(
+    tenant: str, contact_id: str, contact: Contact | None, encoded: bytes | None = None
+) -> None:
+    """The contact's new state (`encoded`, if the caller has it already), and its next due time."""
     if contact is None:
         return
     key = contact_key(tenant, contact_id)
-    contacts[key] = encode_contact(contact)
+    contacts[key] = encode_contact(contact) if encoded is None else encoded
     due_index.schedule(key, due_time(contact))
 
 
@@ -52,6 +54,8 @@ def record(
     after: Messages,
 ) -> None:
     """The applied record, then the contact: in this order (module docstring)."""
+    # Encoded once: the record's `state` and the contact's table value are the same bytes.
+    encoded = None if contact is None else encode_contact(contact)
     applied_events[seen_key] = orjson.dumps(
         {
             "at": at,
@@ -59,11 +63,11 @@ def record(
             "contact": contact_id,
             "changes": changes,
             "after": after,
-            "state": None if contact is None else encode_contact(contact).decode(),
+            "state": None if encoded is None else encoded.decode(),
         }
     )
     if contact is not None:
-        store(contact.tenant_id, contact_id, contact)
+        store(contact.tenant_id, contact_id, contact, encoded)
 
 
 def seen(seen_key: str) -> dict[str, Any] | None:

@@ -156,7 +156,7 @@ async def route_commands(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
-        metrics.INPUTS.labels(message.topic).inc()
+        metrics.child(metrics.INPUTS, message.topic).inc()
         try:
             command = decode_input("command", message.value)
         except InputRejected as rejected:

@@ -163,7 +163,9 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
         # the offset commit waits for the producer anyway.
         if after:
             await app.producer.flush()
-        metrics.OPERATION_SECONDS.labels(operation["kind"]).observe(time.perf_counter() - started)
+        metrics.child(metrics.OPERATION_SECONDS, operation["kind"]).observe(
+            time.perf_counter() - started
+        )
         for entry in after:
             await merge.send_after(entry)
 
@@ -210,7 +212,7 @@ async def _apply(operation: dict[str, Any], offset: int) -> list[list[Any]]:
         return after
     encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
     applied.record(seen_key, at, operation, contact, contact_id, encoded, after)
-    await publish(encoded, tenant, contact_id, contact)
+    await publish(encoded, tenant, contact_id, contact, [change.type for change in changes])
     return after
 
 
@@ -278,7 +280,7 @@ async def _apply_engagement(
     if contact is not None:
         encoded = [orjson.dumps(change.as_json()).decode() for change in changes]
         applied.record(seen_key, payload["at"], operation, contact, target, encoded, after)
-        await publish(encoded, tenant, target, contact)
+        await publish(encoded, tenant, target, contact, [change.type for change in changes])
     return after
 
 

@@ -68,7 +68,7 @@ async def route_engagements(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
-        metrics.INPUTS.labels(message.topic).inc()
+        metrics.child(metrics.INPUTS, message.topic).inc()
         try:
             engagement = decode_input("engagement", message.value)
         except InputRejected as rejected:

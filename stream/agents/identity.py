@@ -78,7 +78,7 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
             result = visit(entry, message["op"], message)
             _store(key, entry, result.entry)
             if result.parked:
-                metrics.PARKED.labels("identifier").inc()
+                metrics.child(metrics.PARKED, "identifier").inc()
             else:
                 await _after_visit(message, {**message["owners"], key: result.owner})
         elif message["kind"] == "lookup":

@@ -68,7 +68,7 @@ async def route_intakes(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
     async for event in stream.events():
         message = event.message
-        metrics.INPUTS.labels(message.topic).inc()
+        metrics.child(metrics.INPUTS, message.topic).inc()
         try:
             intake = decode_input("intake", message.value)
         except InputRejected as rejected:

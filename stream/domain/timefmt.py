@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 MS_PER_DAY = 86_400_000
 # Clock skew a producer may have before its `occurred_at` is distrusted (SPEC §2.1).
@@ -28,12 +29,16 @@ def to_ms(moment: datetime) -> int:
 
 def format_ms(ms: int) -> str:
     """RFC 3339 UTC with millisecond precision: `2026-11-22T10:00:00.000Z`."""
-    m = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return f"{_format_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=16384)
+def _format_second(seconds: int) -> str:
+    # Memoized: a snapshot formats the same few instants (created, updated, the
+    # score's time) again on every operation of its contact.
+    m = datetime.fromtimestamp(seconds, tz=UTC)
     # Explicit widths: strftime's %Y does not zero-pad years before 1000 on Linux.
-    return (
-        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
-        f".{ms % 1000:03d}Z"
-    )
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
 
 
 def format_optional_ms(ms: int | None) -> str | None:

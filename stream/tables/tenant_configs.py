@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from mode import Service
@@ -35,8 +37,44 @@ log = logging.getLogger(__name__)
 DEFAULT = TenantConfig()
 
 
+T = TypeVar("T")
+# The domain configs derived from each TenantConfig object, built once per
+# object rather than per operation (the engagement path built an
+# EngagementConfig, with its points dict, for every event). Keyed by the
+# object's id and kept with the object, so an id is never reused meanwhile;
+# TenantConfig is frozen, so a derived config never goes stale.
+_derived: dict[tuple[str, int], tuple[TenantConfig, Any]] = {}
+_DERIVED_MAX = 4096
+
+
+def _once(part: str, config: TenantConfig, build: Callable[[TenantConfig], T]) -> T:
+    key = (part, id(config))
+    hit = _derived.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]  # type: ignore[no-any-return]
+    if len(_derived) >= _DERIVED_MAX:
+        _derived.clear()  # replaced configs' entries; rebuilt on use
+    value = build(config)
+    _derived[key] = (config, value)
+    return value
+
+
 def identity_config(config: TenantConfig) -> IdentityConfig:
     """The part of a tenant's config the identity and command rules read."""
+    return _once("identity", config, _identity_config)
+
+
+def engagement_config(config: TenantConfig) -> EngagementConfig:
+    """The part of a tenant's config the engagement and tier rules read."""
+    return _once("engagement", config, _engagement_config)
+
+
+def marketing_config(config: TenantConfig) -> MarketingConfig:
+    """The part of a tenant's config the marketing and quota rules read."""
+    return _once("marketing", config, _marketing_config)
+
+
+def _identity_config(config: TenantConfig) -> IdentityConfig:
     return IdentityConfig(
         alt_email_limit=config.alt_email_limit,
         alt_phone_limit=config.alt_phone_limit,
@@ -46,8 +84,7 @@ def identity_config(config: TenantConfig) -> IdentityConfig:
     )
 
 
-def engagement_config(config: TenantConfig) -> EngagementConfig:
-    """The part of a tenant's config the engagement and tier rules read."""
+def _engagement_config(config: TenantConfig) -> EngagementConfig:
     return EngagementConfig(
         points={str(kind): points for kind, points in config.points.items()},
         engaged_threshold=config.engaged_threshold,
@@ -61,8 +98,7 @@ def engagement_config(config: TenantConfig) -> EngagementConfig:
     )
 
 
-def marketing_config(config: TenantConfig) -> MarketingConfig:
-    """The part of a tenant's config the marketing and quota rules read."""
+def _marketing_config(config: TenantConfig) -> MarketingConfig:
     return MarketingConfig(
         marketing_module=config.marketing_module,
         marketing_limit=config.marketing_limit,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import orjson
 
 from stream.models import TenantConfig
-from stream.tables.tenant_configs import TenantConfigs, dedup_ms, identity_config
+from stream.tables.tenant_configs import (
+    TenantConfigs,
+    dedup_ms,
+    engagement_config,
+    identity_config,
+    marketing_config,
+)
 
 
 def record(value: dict | None) -> bytes | None:
@@ -66,3 +72,17 @@ def test_the_identity_rules_read_the_tenants_limits_and_policies() -> None:
     assert identity.trash_retention_days == 5
     assert identity.readd_deleted_policy == "suspend"
     assert dedup_ms(TenantConfig(dedup_days=2)) == 2 * 86_400_000
+
+
+def test_a_replaced_config_derives_its_own_domain_configs_not_the_memoized_ones() -> None:
+    configs = TenantConfigs()
+    configs.apply(b"acme", record({"alt_email_limit": 3, "points": {"open": 2}}))
+    first = configs.get("acme")
+    assert identity_config(first) is identity_config(first)  # built once per config object
+    assert engagement_config(first).points["open"] == 2
+    configs.apply(b"acme", record({"alt_email_limit": 4, "points": {"open": 5}}))
+    second = configs.get("acme")
+    assert identity_config(second).alt_email_limit == 4
+    assert engagement_config(second).points["open"] == 5
+    assert marketing_config(second) == marketing_config(TenantConfig())
+    assert identity_config(first).alt_email_limit == 3

@@ -106,3 +106,10 @@ def test_projection_batch_keeps_only_the_newest_snapshot_of_each_contact() -> No
     batch = [snap("a", 1), snap("b", 1), snap("a", 3), snap("a", 2)]
     latest = {(s["contact_id"], s["version"]) for s in latest_per_contact(batch)}
     assert latest == {("a", 3), ("b", 1)}
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_format_ms_memoized_per_second_matches_the_datetime_it_names(ms: int) -> None:
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert format_ms(ms) == format_ms(ms)  # the second call comes from the memo
+    assert datetime.fromisoformat(format_ms(ms).replace("Z", "+00:00")) == expected
