@@ -231,6 +231,9 @@ class Env:
             "PYTHONUNBUFFERED": "1",
             # A SIGKILLed worker's partitions move after this long, not 60 s.
             "CS_SESSION_TIMEOUT": "10",
+            # Offsets committed every second, not 2.8 s: tests that wait until
+            # every hop is committed settle sooner.
+            "CS_COMMIT_INTERVAL": "1.0",
             **extra,
         }
 

@@ -22,7 +22,7 @@ def figure(text: str, label: str) -> str:
 
 def test_demo_runs_a_worker_and_shows_contacts_changes_quota_and_redis(env: Env) -> None:
     demo = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "demo", "--no-stack", "--seconds", "45"],
+        [sys.executable, "-m", "stream.cli", "demo", "--no-stack", "--seconds", "30"],
         cwd=ROOT,
         env=env.worker_env(),
         capture_output=True,
