@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -80,6 +81,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "max": ordered[-1],
         "mean": sum(ordered) / len(ordered),
     }
+
+
+def dead_letter_event_id(letter: dict[str, Any]) -> str | None:
+    """The `event_id` of the input a dead letter carries, if its raw input has one."""
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return str(orjson.loads(letter["raw"])["event_id"])
+    return None
 
 
 def fmt(value: Any, spec: str = ",.0f") -> str:

@@ -92,6 +92,7 @@ from common import (
     cancel_on_signals,
     cleanup,
     create_topics,
+    dead_letter_event_id,
     delete_topics,
     fmt,
     launch,
@@ -128,11 +129,30 @@ def contact_id_of(i: int) -> str:
 # --- preload ----------------------------------------------------------------
 
 
+def starting_engagement(now_ms: int) -> Any:
+    """The engagement every preloaded contact starts with (also bench/quix_scoring.py's state)."""
+    from stream.domain.engagement import Engagement
+
+    last = now_ms - DAY_MS
+    activated = now_ms - 30 * DAY_MS
+    return Engagement(
+        score=5.0,
+        score_at=last,
+        last_engagement_at=last,
+        last_activity_at=last,
+        activity=(("open", last), ("sent", last - 3_600_000)),
+        campaign_status="active",
+        status_reason="activated",
+        status_since=activated,
+        activated_at_latest=activated,
+        tier="new",
+    )
+
+
 def preload_encoders(now_ms: int) -> tuple[Callable[[int], tuple[bytes, bytes]], ...]:
     """(contact i -> contacts-table record, contact i -> identities-table record)."""
     # Imported here, after `--ref` has chosen which `stream` package is on the path.
     from stream.domain.contact import Contact, TimedValue
-    from stream.domain.engagement import Engagement
     from stream.domain.locking import Entry
     from stream.domain.marketing import Marketing
     from stream.domain.normalize import Kind
@@ -158,18 +178,7 @@ def preload_encoders(now_ms: int) -> tuple[Callable[[int], tuple[bytes, bytes]],
                 ("city", TimedValue("Madrid", activated, f"pre{i}")),
                 ("first_name", TimedValue("Ana", activated, f"pre{i}")),
             ),
-            engagement=Engagement(
-                score=5.0,
-                score_at=last,
-                last_engagement_at=last,
-                last_activity_at=last,
-                activity=(("open", last), ("sent", last - 3_600_000)),
-                campaign_status="active",
-                status_reason="activated",
-                status_since=activated,
-                activated_at_latest=activated,
-                tier="new",
-            ),
+            engagement=starting_engagement(now_ms),
             marketing=Marketing(active=True, activated_at=activated, slot_request=i),
         )
         return contact_key(TENANT, cid).encode(), encode_contact(value)
@@ -355,9 +364,7 @@ class Outputs(TopicReader):
                 self.done[event_id] = record.timestamp
                 self._count(event_id)
         else:
-            event_id = None
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                event_id = orjson.loads(value["raw"])["event_id"]
+            event_id = dead_letter_event_id(value)
             self.dead[event_id] = value["reason"]
             self.dead_reasons[value["reason"]] += 1
             if event_id is not None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
 import sys
@@ -68,6 +67,7 @@ from common import (
     cancel_on_signals,
     cleanup,
     create_topics,
+    dead_letter_event_id,
     delete_topics,
     fmt,
     launch,
@@ -151,9 +151,7 @@ class Outcomes(TopicReader):
             if self.last_created_ms is None or ts > self.last_created_ms:
                 self.last_created_ms = ts
         else:
-            event_id = None
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                event_id = orjson.loads(value["raw"])["event_id"]
+            event_id = dead_letter_event_id(value)
             self.dead[event_id] = value["reason"]
             self.dead_reasons[value["reason"]] += 1
         if event_id is not None and event_id not in self.accounted:

@@ -57,7 +57,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engagement import DAY_MS, email_of, engagement, pick_type
+from engagement import email_of, engagement, pick_type, starting_engagement
 from intake_throughput import raw_passthrough
 
 BOOTSTRAP = os.environ.get("CS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
@@ -66,26 +66,6 @@ PARTITIONS = 4  # bench/engagement.py's default
 
 def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def starting_engagement(now_ms: int) -> Any:
-    """The engagement of a contact of bench/engagement.py's preload (its `preload_encoders`)."""
-    from stream.domain.engagement import Engagement
-
-    last = now_ms - DAY_MS
-    activated = now_ms - 30 * DAY_MS
-    return Engagement(
-        score=5.0,
-        score_at=last,
-        last_engagement_at=last,
-        last_activity_at=last,
-        activity=(("open", last), ("sent", last - 3_600_000)),
-        campaign_status="active",
-        status_reason="activated",
-        status_since=activated,
-        activated_at_latest=activated,
-        tier="new",
-    )
 
 
 def scorer(now_ms: int) -> Any:
