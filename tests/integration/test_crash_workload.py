@@ -622,7 +622,9 @@ class Workload:
         for p in [p for p in acme if p.state == "purged"]:  # the same identifiers: a new contact
             phones = [p.phone] if p.phone else []
             p.state = "gone"
-            self.reborn(phase, n, p, [p.email], phones)
+            # Not drawn again in this phase: a second intake with its email would race
+            # the creating one (a form intake did once, and the runs' winners differed).
+            used.add(id(self.reborn(phase, n, p, [p.email], phones)))
         for s in self.take([p for p in acme if p.victims and p.state == "live"], 0.5, used):
             victim = s.victims[0]  # its former email now belongs to the survivor
             self.intake(
@@ -641,9 +643,13 @@ class Workload:
             elif p.state == "live" and self.rng.random() < 0.2:
                 self.intake(phase, n, GLOBEX, [p.email], [], **self.profile(p.n))
 
-    def reborn(self, phase: Phase, n: int, p: Person, emails: list[str], phones: list[str]):
+    def reborn(
+        self, phase: Phase, n: int, p: Person, emails: list[str], phones: list[str]
+    ) -> Person:
         ref = self.intake(phase, n, p.tenant, emails, phones, **self.profile(p.n))
-        self.persons.append(Person(p.tenant, p.n, p.email, p.phone, ref, reborn=True))
+        person = Person(p.tenant, p.n, p.email, p.phone, ref, reborn=True)
+        self.persons.append(person)
+        return person
 
     def _engage_two(self, phase: Phase, n: int) -> None:
         # A survivor is reached through a merged contact's former email this time.
