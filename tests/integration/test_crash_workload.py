@@ -217,6 +217,11 @@ class Workload:
         }
         self.add(phase, COMMANDS, value)
 
+    def set_marketing(
+        self, phase: Phase, n: int, tenant: str, ids: list[str], on: bool, via: str
+    ) -> None:
+        self.command(phase, n, tenant, "set_marketing", contact_ids=ids, marketing=on, via=via)
+
     def engage(self, phase: Phase, n: int, tenant: str, kind: str, at: str, **address: Any):
         value = {
             "event_id": self.eid(f"e{n}"),
@@ -377,37 +382,13 @@ class Workload:
                 p.state = "trashed"
         sales = self.take(self.live(ACME, sales=True), 100, used)
         for group in self.chunks(sales, 40, 60):
-            self.command(
-                phase,
-                n,
-                ACME,
-                "set_marketing",
-                contact_ids=self.ids(group),
-                marketing=True,
-                via="bulk",
-            )
+            self.set_marketing(phase, n, ACME, self.ids(group), True, "bulk")
             for p in group:
                 p.marketing = p.slot = True
         for p in self.take(self.live(ACME, sales=True), 5, used):  # automation may not activate
-            self.command(
-                phase,
-                n,
-                ACME,
-                "set_marketing",
-                contact_ids=self.ids([p]),
-                marketing=True,
-                via="automation",
-            )
+            self.set_marketing(phase, n, ACME, self.ids([p]), True, "automation")
         for p in self.take(self.live(ACME, sales=False), 60, used):  # inside the 30-day hold
-            self.command(
-                phase,
-                n,
-                ACME,
-                "set_marketing",
-                contact_ids=self.ids([p]),
-                marketing=False,
-                via="profile",
-            )
+            self.set_marketing(phase, n, ACME, self.ids([p]), False, "profile")
             p.marketing = False
         listed = self.take(self.live(ACME, sales=False), 150, used) + self.take(people, 20, used)
         for group in self.chunks(listed, 5, 15):
@@ -451,15 +432,7 @@ class Workload:
             self.command(phase, n, GLOBEX, "suspend_contact", contact_ids=self.ids([p]))
             p.suspended = True
         for p in self.take([p for p in old if p.marketing], 0.2, used):
-            self.command(
-                phase,
-                n,
-                GLOBEX,
-                "set_marketing",
-                contact_ids=self.ids([p]),
-                marketing=False,
-                via="api",
-            )
+            self.set_marketing(phase, n, GLOBEX, self.ids([p]), False, "api")
             p.marketing = False
         for p in self.take(old, 0.1, used):
             self.command(phase, n, GLOBEX, "add_to_list", list_id="old", contact_ids=self.ids([p]))
@@ -554,26 +527,11 @@ class Workload:
                 phase, n, ACME, "remove_from_list", list_id=list_id, contact_ids=self.ids([p])
             )
         for p in self.take(self.live(ACME, sales=False), 40, used):
-            self.command(
-                phase,
-                n,
-                ACME,
-                "set_marketing",
-                contact_ids=self.ids([p]),
-                marketing=False,
-                via="inbox",
-            )
+            self.set_marketing(phase, n, ACME, self.ids([p]), False, "inbox")
             p.marketing = False
         for p in self.take([p for p in self.live(ACME, sales=True) if p.slot], 30, used):
-            self.command(  # back inside the hold: the same slot again
-                phase,
-                n,
-                ACME,
-                "set_marketing",
-                contact_ids=self.ids([p]),
-                marketing=True,
-                via="profile",
-            )
+            # Back inside the hold: the same slot again.
+            self.set_marketing(phase, n, ACME, self.ids([p]), True, "profile")
             p.marketing = True
         with_alternates = [p for p in people if p.alternates and not p.victims]
         for p in self.take(with_alternates, 0.4, used):
@@ -602,15 +560,7 @@ class Workload:
         for p in self.take([p for p in self.live(GLOBEX) if p.suspended], 0.5, used):
             self.command(phase, n, GLOBEX, "unsuspend_contact", contact_ids=self.ids([p]))
         for p in self.take(self.live(GLOBEX, sales=True), 0.3, used):
-            self.command(
-                phase,
-                n,
-                GLOBEX,
-                "set_marketing",
-                contact_ids=self.ids([p]),
-                marketing=True,
-                via="profile",
-            )
+            self.set_marketing(phase, n, GLOBEX, self.ids([p]), True, "profile")
             p.marketing = p.slot = True
 
     def _intakes_again(self, phase: Phase, n: int) -> None:
