@@ -323,6 +323,8 @@ class TopicReader:
             bootstrap_servers=BOOTSTRAP,
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # so that no reset can overtake the seek to the start
+            # Change events are visible once the change relay's transaction commits.
+            isolation_level="read_committed",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )

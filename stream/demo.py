@@ -218,6 +218,7 @@ async def watch_topics(settings: Settings, tally: Tally, stop: asyncio.Event) ->
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"contact-stream-demo-view-{os.getpid()}",
         auto_offset_reset="latest",
+        isolation_level="read_committed",  # what the change relay committed
         metadata_max_age_ms=2000,
         **client_options(settings),
     )

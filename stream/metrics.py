@@ -21,6 +21,10 @@ from prometheus_client.registry import Collector
 INPUTS = Counter("cs_input_events", "input records read, per topic", ["topic"])
 OUTPUTS = Counter("cs_output_events", "records published, per topic", ["topic"])
 CHANGES = Counter("cs_change_events", "change events published, per type", ["type"])
+RELAY_COPIES = Counter(
+    "cs_relay_copies_dropped",
+    "change events the relay found already published (copies a replay sent again to the outbox)",
+)
 DEAD_LETTERS = Counter("cs_dead_letters", "dead letters sent, per reason", ["reason"])
 OPERATION_SECONDS = Histogram(
     "cs_operation_seconds",

@@ -25,6 +25,13 @@ CONTACT_OPS = settings.topic("contact-stream.contact-ops.v1")
 # The marketing quota's operations, keyed by tenant: one partition owns a tenant's count.
 QUOTA_OPS = settings.topic("contact-stream.quota-ops.v1")
 SNAPSHOTS = settings.topic("contact-stream.snapshots.v1")
+# Change events as the contact partitions send them, at least once (a replay
+# sends some again), keyed like the changes topic; the change relay
+# (stream/relay.py) copies each to CHANGES once, keeping in RELAY_MARKS
+# (compacted, partition for partition with the outbox) the highest version it
+# published per contact.
+OUTBOX = settings.topic("contact-stream.change-outbox.v1")
+RELAY_MARKS = settings.topic("contact-stream.change-relay-marks.v1")
 
 
 def _topic(name: str, *, compacting: bool = False) -> TopicT:
@@ -43,12 +50,12 @@ def _topic(name: str, *, compacting: bool = False) -> TopicT:
 intake_topic = _topic(INTAKE)
 engagement_topic = _topic(ENGAGEMENT)
 commands_topic = _topic(COMMANDS)
-changes_topic = _topic(CHANGES)
 deadletter_topic = _topic(DEADLETTER)
 identity_ops_topic = _topic(IDENTITY_OPS)
 contact_ops_topic = _topic(CONTACT_OPS)
 quota_ops_topic = _topic(QUOTA_OPS)
 snapshots_topic = _topic(SNAPSHOTS, compacting=True)
+outbox_topic = _topic(OUTBOX)
 tenant_config_topic = _topic(TENANT_CONFIG, compacting=True)
 
 # Every topic the worker reads or writes, with whether it is compacted.
@@ -62,6 +69,8 @@ ALL_TOPICS: tuple[tuple[str, bool], ...] = (
     (CONTACT_OPS, False),
     (QUOTA_OPS, False),
     (SNAPSHOTS, True),
+    (OUTBOX, False),
+    (RELAY_MARKS, True),
     (TENANT_CONFIG, True),
 )
 

@@ -1,5 +1,6 @@
 """Everything a worker runs: importing this module registers it on the app."""
 
+from stream import relay  # noqa: F401
 from stream.agents import (  # noqa: F401
     command,
     contact,

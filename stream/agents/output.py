@@ -14,7 +14,7 @@ from stream.domain.contact import Contact, snapshot
 from stream.domain.timefmt import format_ms
 from stream.models import dead_letter_raw
 from stream.tables.contacts import contact_key
-from stream.topics import changes_topic, deadletter_topic, snapshots_topic
+from stream.topics import OUTBOX, deadletter_topic, outbox_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ async def publish(
 ) -> None:
     """Change events (JSON text, in version order), then the contact's latest snapshot.
 
+    The changes go to the outbox, from which the change relay (stream/relay.py)
+    publishes each once on the changes topic.
+
     `types` are the changes' types when the caller has them (else each text is
     decoded again for its metric).
     """
@@ -78,10 +81,10 @@ async def publish(
         return
     key = contact_key(tenant_id, contact_id).encode()
     for change in changes:
-        await changes_topic.send(key=key, value=change.encode())
+        await outbox_topic.send(key=key, value=change.encode())
     for change_type in types if types is not None else [_type_of(c) for c in changes]:
         metrics.child(metrics.CHANGES, change_type).inc()
-    metrics.child(metrics.OUTPUTS, changes_topic.get_topic_name()).inc(len(changes))
+    metrics.child(metrics.OUTPUTS, OUTBOX).inc(len(changes))
     if contact is not None:
         await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))
         metrics.child(metrics.OUTPUTS, snapshots_topic.get_topic_name()).inc()

@@ -29,6 +29,8 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "scripts" / "stack"
+# The change outbox (stream/topics.py), without the test's topic prefix.
+OUTBOX = "contact-stream.change-outbox.v1"
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,8 @@ async def wait_quiet(servers: Servers, group: str, topics: list[str], timeout: f
 
     The hops feed each other (an unlock releases parked visits), so one pass
     is not enough: repeat until a pass ends with the same end offsets it began with.
+    Then, for a worker's group, until its change relay has put every change of
+    the outbox on the changes topic.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap, group_id=group)
     await consumer.start()
@@ -430,9 +434,13 @@ async def wait_quiet(servers: Servers, group: str, topics: list[str], timeout: f
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; committed/end: {await lagging()}") from None
             if await end_offsets() == ends:
-                return
+                break
     finally:
         await consumer.stop()
+    if group.startswith("cs-"):  # a worker's group (Env: app id `cs-{prefix}`, topics `{prefix}.`)
+        # The change relay's own group has published what the hops sent to the outbox.
+        relay, outbox = f"{group}-change-relay", f"{group[3:]}.{OUTBOX}"
+        await wait_committed(servers, relay, outbox, max(deadline - time.monotonic(), 30))
 
 
 async def send_json(

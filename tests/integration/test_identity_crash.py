@@ -8,10 +8,10 @@ every hop is quiet the identity invariants must hold as if nothing had
 happened, and the distinct change events must equal the sequential fold in
 the reported order (tests/integration/reference.py).
 
-Under at-least-once a replayed input publishes its change events again with
-the same ids: a repeated `change_id` is counted and printed, not failed on.
-Two *different* change ids at one (contact, version) is a real divergence
-and fails. Beyond SPEC §3.2.9 the test also checks that every intake took
+A replayed input sends its change events again to the change outbox; the
+change relay publishes each once, so a repeated `change_id` on the changes
+topic (read_committed) fails, and so do two *different* change ids at one
+(contact, version). Beyond SPEC §3.2.9 the test also checks that every intake took
 effect once (each carries a tag of its own) and that the identities
 changelog ends with no lock held and no visit parked.
 """
@@ -135,6 +135,7 @@ async def test_a_worker_killed_mid_race_leaves_one_owner_per_identifier_and_no_v
         f" settled after {time.monotonic() - started:.0f}s"
     )
 
+    assert not repeated, f"change ids published more than once: {list(repeated.items())[:5]}"
     # (4) Nobody died of an agent failure, and both workers still run.
     for w in (first, second):
         assert w.process is not None and w.process.poll() is None, w.log_text()[-4000:]

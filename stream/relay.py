@@ -1,0 +1,291 @@
+"""The change relay: the outbox's change events onto `contacts.changes.v1`, each once.
+
+The contact partitions publish change events at least once: a worker killed
+after it sent a change but before its input offsets were committed replays
+the input and sends the same change again. Faust's `exactly_once` was no way
+out (docs/reliability.md), so the agents send their changes to an internal
+outbox topic, and this relay copies the outbox to the changes topic in Kafka
+transactions, dropping the copies (stream/domain/outbox.py). A reader of the
+changes topic with `isolation_level=read_committed` sees each `change_id` once.
+
+Per outbox partition, one transaction holds:
+- the partition's new change events, sent by key (the partition the agents
+  used to send them to);
+- the relay's marks (per contact, the highest version published) for them,
+  in a compacted topic whose partition matches the outbox partition;
+- the outbox offset after the batch (`send_offsets_to_transaction`).
+So the changes, the marks and the position commit together or not at all.
+
+Each outbox partition has a transactional producer of its own, with an id
+derived from the partition: the worker that takes a partition over starts
+its producer with that id, which fences the previous owner (a worker that
+was killed or lost the group) and ends its open transaction before the new
+owner reads the marks and the committed offset. This is the per-partition
+producer scheme Kafka Streams used before KIP-447, which aiokafka lacks.
+
+The relay is a service with a consumer of its own (group `{app_id}-change-relay`),
+like the Redis projection (stream/projection/service.py), so a slow broker
+transaction never blocks Faust's fetch loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from mode import Service
+
+from stream import metrics
+from stream.app import app, settings
+from stream.domain.outbox import Outgoing, unpublished
+from stream.security import client_options
+from stream.topic_reader import reached
+from stream.topics import CHANGES, OUTBOX, RELAY_MARKS
+
+log = logging.getLogger(__name__)
+# A broker that does not answer: the partition is opened again after a pause.
+RETRIED = (KafkaError, OSError, asyncio.TimeoutError)
+
+
+@dataclass
+class Owned:
+    """An outbox partition this worker relays: its producer and what it has published."""
+
+    tp: TopicPartition
+    producer: AIOKafkaProducer
+    published: dict[bytes, int]
+
+
+def outgoing(record: ConsumerRecord[bytes, bytes]) -> Outgoing:
+    change = orjson.loads(record.value)
+    return Outgoing(record.key or b"", int(change["version"]), str(change["change_id"]))
+
+
+@app.service
+class ChangeRelay(Service):
+    """Copies the change outbox to the changes topic in transactions, each change once."""
+
+    batch_size = 2000
+
+    async def on_start(self) -> None:
+        self.group = f"{settings.app_id}-change-relay"
+        self.owned: dict[int, Owned] = {}
+        self.released: dict[int, Owned] = {}
+        # Bumped by every rebalance or reset: a batch fetched before it is dropped,
+        # since the partitions' positions were set back to their committed offsets.
+        self.epoch = 0
+        self.lock = asyncio.Lock()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            metadata_max_age_ms=5000,
+            **client_options(settings),
+        )
+        self.consumer.subscribe([OUTBOX], listener=_Listener(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        async with self.lock:  # a transaction in flight ends first
+            await self.consumer.stop()
+            await _close([*self.owned.values(), *self.released.values()])
+            self.owned.clear()
+            self.released.clear()
+
+    @Service.task
+    async def _relay(self) -> None:
+        while not self.should_stop:
+            epoch = self.epoch
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            if not batches:
+                continue
+            async with self.lock:
+                if epoch != self.epoch:
+                    continue  # fetched before a rebalance: read again from the committed offsets
+                await asyncio.gather(
+                    *(
+                        self._relay_batch(self.owned[tp.partition], records)
+                        for tp, records in batches.items()
+                        if tp.partition in self.owned and records
+                    )
+                )
+
+    async def _relay_batch(
+        self, owned: Owned, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        changes = [outgoing(r) for r in records]
+        keep, marks = unpublished(changes, owned.published)
+        producer = owned.producer
+        try:
+            async with producer.transaction():
+                sent = [
+                    await producer.send(CHANGES, key=records[i].key, value=records[i].value)
+                    for i in keep
+                ]
+                sent += [
+                    await producer.send(
+                        RELAY_MARKS, key=mark, value=b"%d" % version, partition=owned.tp.partition
+                    )
+                    for mark, version in marks.items()
+                ]
+                await producer.send_offsets_to_transaction(
+                    {owned.tp: records[-1].offset + 1}, self.group
+                )
+            await asyncio.gather(*sent)
+        except RETRIED as exc:
+            # A broker fault, or ProducerFenced: another worker opened this
+            # partition's producer since, so this one's assignment is stale or
+            # the other's is. Either way the partition starts over from what is
+            # committed; reopening fences the other, and the group settles who
+            # owns it.
+            log.warning(
+                "change relay transaction on outbox partition %d failed (%s); reopening it",
+                owned.tp.partition,
+                type(exc).__name__,
+            )
+            await self._reopen(owned)
+            return
+        owned.published.update(marks)
+        metrics.child(metrics.OUTPUTS, CHANGES).inc(len(keep))
+        if copies := len(records) - len(keep):
+            metrics.RELAY_COPIES.inc(copies)
+
+    async def _reopen(self, owned: Owned) -> None:
+        """After a failed transaction: a new producer, the marks and offset as committed."""
+        self.epoch += 1
+        self.owned.pop(owned.tp.partition, None)
+        await _close([owned])
+        self.owned.update(await self._open([owned.tp]))
+
+    async def take(self, assigned: Iterable[TopicPartition]) -> None:
+        """Partitions assigned: keep those this worker had, open the others."""
+        async with self.lock:
+            self.epoch += 1
+            mine = [tp for tp in assigned if tp.topic == OUTBOX]
+            kept = {
+                tp.partition: self.released.pop(tp.partition)
+                for tp in mine
+                if tp.partition in self.released
+            }
+            await _close(self.released.values())
+            self.released.clear()
+            for tp in mine:
+                if tp.partition in kept:
+                    await self._seek_committed(tp)
+            self.owned.update(kept)
+            self.owned.update(await self._open([tp for tp in mine if tp.partition not in kept]))
+
+    async def release(self, revoked: Iterable[TopicPartition]) -> None:
+        """Partitions revoked: no batch of theirs runs until they are assigned again."""
+        async with self.lock:
+            self.epoch += 1
+            for tp in revoked:
+                owned = self.owned.pop(tp.partition, None)
+                if owned is not None:
+                    # Kept open: an eager rebalance revokes everything and then
+                    # usually gives most of it back, and nobody else can have
+                    # published on it in between.
+                    self.released[tp.partition] = owned
+
+    async def _open(self, tps: Sequence[TopicPartition]) -> dict[int, Owned]:
+        """Producers started (fencing the previous owners), marks read, positions set."""
+        delay = 0.1
+        while tps and not self.should_stop:
+            producers: list[AIOKafkaProducer] = []
+            try:
+                producers = [self._producer(tp.partition) for tp in tps]
+                await asyncio.gather(*(p.start() for p in producers))
+                marks = await self._marks([tp.partition for tp in tps])
+                for tp in tps:
+                    await self._seek_committed(tp)
+                log.info(
+                    "change relay owns outbox partitions %s (%d marks read)",
+                    sorted(tp.partition for tp in tps),
+                    sum(len(m) for m in marks.values()),
+                )
+                return {
+                    tp.partition: Owned(tp, producer, marks[tp.partition])
+                    for tp, producer in zip(tps, producers, strict=True)
+                }
+            except RETRIED as exc:
+                log.warning(
+                    "change relay cannot open outbox partitions (%s); retrying in %.1fs",
+                    type(exc).__name__,
+                    delay,
+                )
+                for producer in producers:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(producer.stop(), 10)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return {}
+
+    def _producer(self, partition: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            transactional_id=f"{self.group}-{partition}",
+            enable_idempotence=True,
+            linger_ms=5,
+            **client_options(settings),
+        )
+
+    async def _seek_committed(self, tp: TopicPartition) -> None:
+        committed = await self.consumer.committed(tp)
+        if committed is None:
+            await self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, committed)
+
+    async def _marks(self, partitions: Sequence[int]) -> dict[int, dict[bytes, int]]:
+        """The relay's marks of these partitions, as committed (read to the end)."""
+        marks: dict[int, dict[bytes, int]] = {p: {} for p in partitions}
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **client_options(settings),
+        )
+        await reader.start()
+        try:
+            tps = [TopicPartition(RELAY_MARKS, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            while not await reached(reader, ends):
+                fetched = await reader.getmany(timeout_ms=500, max_records=20000)
+                for tp, records in fetched.items():
+                    into = marks[tp.partition]
+                    for r in records:
+                        into[r.key or b""] = int(r.value or b"0")
+        finally:
+            await reader.stop()
+        return marks
+
+
+async def _close(owned: Iterable[Owned]) -> None:
+    # A producer whose broker is gone may never flush; its open transaction is
+    # aborted by the next producer started with its id.
+    for o in owned:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(o.producer.stop(), 10)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, relay: ChangeRelay) -> None:
+        self.relay = relay
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.relay.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.relay.take(assigned)
