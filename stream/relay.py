@@ -79,9 +79,6 @@ class ChangeRelay(Service):
         self.group = f"{settings.app_id}-change-relay"
         self.owned: dict[int, Owned] = {}
         self.released: dict[int, Owned] = {}
-        # Bumped by every rebalance or reset: a batch fetched before it is dropped,
-        # since the partitions' positions were set back to their committed offsets.
-        self.epoch = 0
         self.lock = asyncio.Lock()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -96,27 +93,29 @@ class ChangeRelay(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
-        async with self.lock:  # a transaction in flight ends first
-            await self.consumer.stop()
-            await _close([*self.owned.values(), *self.released.values()])
-            self.owned.clear()
-            self.released.clear()
+        async with self.lock:
+            pass  # the batch in flight is relayed; the loop sees `should_stop` next
+        # Not under the lock: a rebalance in progress calls the listener as the consumer stops.
+        await self.consumer.stop()
+        await _close([*self.owned.values(), *self.released.values()])
+        self.owned.clear()
+        self.released.clear()
 
     @Service.task
     async def _relay(self) -> None:
         while not self.should_stop:
-            epoch = self.epoch
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-            if not batches:
-                continue
+            # The lock is held from the fetch to the commit: the rebalance
+            # listener and a reopen seek partitions back to their committed
+            # offsets, and a batch fetched before such a seek but relayed after
+            # it would commit past records never relayed. aiokafka drops what
+            # it prefetched for a partition that is sought or reassigned.
             async with self.lock:
-                if epoch != self.epoch:
-                    continue  # fetched before a rebalance: read again from the committed offsets
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
                 await asyncio.gather(
                     *(
                         self._relay_batch(self.owned[tp.partition], records)
                         for tp, records in batches.items()
-                        if tp.partition in self.owned and records
+                        if records and tp.partition in self.owned
                     )
                 )
 
@@ -162,7 +161,6 @@ class ChangeRelay(Service):
 
     async def _reopen(self, owned: Owned) -> None:
         """After a failed transaction: a new producer, the marks and offset as committed."""
-        self.epoch += 1
         self.owned.pop(owned.tp.partition, None)
         await _close([owned])
         self.owned.update(await self._open([owned.tp]))
@@ -170,7 +168,6 @@ class ChangeRelay(Service):
     async def take(self, assigned: Iterable[TopicPartition]) -> None:
         """Partitions assigned: keep those this worker had, open the others."""
         async with self.lock:
-            self.epoch += 1
             mine = [tp for tp in assigned if tp.topic == OUTBOX]
             kept = {
                 tp.partition: self.released.pop(tp.partition)
@@ -188,7 +185,6 @@ class ChangeRelay(Service):
     async def release(self, revoked: Iterable[TopicPartition]) -> None:
         """Partitions revoked: no batch of theirs runs until they are assigned again."""
         async with self.lock:
-            self.epoch += 1
             for tp in revoked:
                 owned = self.owned.pop(tp.partition, None)
                 if owned is not None:
