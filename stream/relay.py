@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from mode import Service
 
@@ -80,6 +80,9 @@ class ChangeRelay(Service):
         self.owned: dict[int, Owned] = {}
         self.released: dict[int, Owned] = {}
         self.lock = asyncio.Lock()
+        # Per partition, how often it was sought back to its committed offset:
+        # a batch fetched across a seek is not relayed (see `_relay`).
+        self.seeks: dict[int, int] = {}
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
@@ -104,20 +107,30 @@ class ChangeRelay(Service):
     @Service.task
     async def _relay(self) -> None:
         while not self.should_stop:
-            # The lock is held from the fetch to the commit: the rebalance
-            # listener and a reopen seek partitions back to their committed
-            # offsets, and a batch fetched before such a seek but relayed after
-            # it would commit past records never relayed. aiokafka drops what
-            # it prefetched for a partition that is sought or reassigned.
+            seeks = dict(self.seeks)
+            try:
+                # Not under the lock: while the group rebalances, getmany waits
+                # for the new assignment, and the rebalance listener takes the lock.
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=self.batch_size)
+            except ConsumerStoppedError:
+                return
             async with self.lock:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
-                await asyncio.gather(
-                    *(
-                        self._relay_batch(self.owned[tp.partition], records)
-                        for tp, records in batches.items()
-                        if records and tp.partition in self.owned
-                    )
-                )
+                if self.should_stop:
+                    # Stopping: `on_stop` closes the producers once the lock is free,
+                    # and a transaction begun now could be left open behind it.
+                    return
+                relays = []
+                for tp, records in batches.items():
+                    if not records or tp.partition not in self.owned:
+                        continue  # not ours now: its owner reads from the committed offset
+                    if self.seeks.get(tp.partition) != seeks.get(tp.partition):
+                        # Sought back (rebalance, reopen) while this was fetched: the
+                        # records may come from either side of the seek. Read again
+                        # from the committed offset; the batch is not relayed.
+                        await self._seek_committed(tp)
+                        continue
+                    relays.append(self._relay_batch(self.owned[tp.partition], records))
+                await asyncio.gather(*relays)
 
     async def _relay_batch(
         self, owned: Owned, records: Sequence[ConsumerRecord[bytes, bytes]]
@@ -236,6 +249,7 @@ class ChangeRelay(Service):
         )
 
     async def _seek_committed(self, tp: TopicPartition) -> None:
+        self.seeks[tp.partition] = self.seeks.get(tp.partition, 0) + 1
         committed = await self.consumer.committed(tp)
         if committed is None:
             await self.consumer.seek_to_beginning(tp)

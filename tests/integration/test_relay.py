@@ -117,6 +117,13 @@ async def test_each_change_of_the_outbox_is_published_once_across_two_kills(
 
     await wait_committed(servers, f"cs-{env.prefix}-change-relay", outbox, timeout=120)
     published = await read_all(servers, env.topic("contacts.changes.v1"), "read_committed")
+    # The reader that followed the topic while the relay wrote it saw the same.
+    followed = [orjson.loads(r.value)["change_id"] for r in await changes.poll()]
+    followed_all = await changes.read_to_end()
+    print(f"\nfollowing reader: {len(followed)} then {len(followed_all)}")
+    assert sorted(c["change_id"] for c in followed_all) == sorted(
+        c["change_id"] for c in published
+    )
     uncommitted = await read_all(servers, env.topic("contacts.changes.v1"), "read_uncommitted")
     expected = {c["change_id"] for c in stream}
     counts = Counter(c["change_id"] for c in published)
