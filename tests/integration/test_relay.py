@@ -121,9 +121,7 @@ async def test_each_change_of_the_outbox_is_published_once_across_two_kills(
     followed = [orjson.loads(r.value)["change_id"] for r in await changes.poll()]
     followed_all = await changes.read_to_end()
     print(f"\nfollowing reader: {len(followed)} then {len(followed_all)}")
-    assert sorted(c["change_id"] for c in followed_all) == sorted(
-        c["change_id"] for c in published
-    )
+    assert sorted(c["change_id"] for c in followed_all) == sorted(c["change_id"] for c in published)
     uncommitted = await read_all(servers, env.topic("contacts.changes.v1"), "read_uncommitted")
     expected = {c["change_id"] for c in stream}
     counts = Counter(c["change_id"] for c in published)
