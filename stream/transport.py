@@ -210,6 +210,36 @@ class Consumer(driver.Consumer):
                 await self.commit()
         await super().on_partitions_revoked(revoked)
 
+    _pressure_waiter: tuple[TP, asyncio.Future[None]] | None = None
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        super().on_buffer_drop(tp)
+        waiter = self._pressure_waiter
+        if waiter is not None and waiter[0] == tp and not waiter[1].done():
+            waiter[1].set_result(None)
+
+    async def _wait_pressure_drop(self, tp: TP) -> None:
+        """Wait until the stream buffer `tp` filled has drained to its low mark.
+
+        Called after a record of `tp` had to wait for room in a full buffer.
+        Without it the drain loop and the agent take turns one record at a
+        time at the full mark, and every record takes the slow path (a task
+        for the put, four for `wait_first`). The buffer called
+        `on_buffer_full(tp)` when it passed its high mark and calls
+        `on_buffer_drop(tp)` when it is down to its low mark (40 %): the
+        records after this one then go in without waiting. The flow
+        stopping (a rebalance), a stop or a crash ends the wait as they end
+        the wait for room.
+        """
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._pressure_waiter = (tp, fut)
+        try:
+            if tp in self._buffered_partitions:
+                await self.wait_first(fut, self.suspend_flow.wait())
+        finally:
+            self._pressure_waiter = None
+            fut.cancel()
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         """Faust's drain loop, without four asyncio tasks per message.
 
@@ -258,7 +288,11 @@ class Consumer(driver.Consumer):
                             rest = eager(cast(Coroutine[Any, Any, Any], callback(message)))
                             if rest is not None:
                                 await self.wait_first(rest, self.suspend_flow.wait())
-                            set_read_offset(tp, offset)
+                                set_read_offset(tp, offset)
+                                if tp in self._buffered_partitions:
+                                    await self._wait_pressure_drop(tp)
+                            else:
+                                set_read_offset(tp, offset)
                         else:
                             log.debug("dropped a record below the read offset of %s", tp)
                     unset_flag(CONSUMER_FETCHING)
