@@ -45,6 +45,7 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, ConsumerT, FutureMessage, Message, ProducerT
+from faust.types.tuples import ConsumerMessage
 from mode import Service, ServiceT
 
 RecordMap = Mapping[TP, list[Any]]
@@ -146,7 +147,7 @@ class Consumer(driver.Consumer):
                         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                         self._note_first(tp, record.offset, generation_id)
                     delivered[tp] = record.offset
-                    yield tp, self._to_message(tp, record)
+                    yield tp, _to_message(tp, record, generation_id)
                 else:
                     held.add(tp)
         finally:
@@ -210,6 +211,36 @@ class Consumer(driver.Consumer):
                 await self.commit()
         await super().on_partitions_revoked(revoked)
 
+    _pressure_waiter: tuple[TP, asyncio.Future[None]] | None = None
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        super().on_buffer_drop(tp)
+        waiter = self._pressure_waiter
+        if waiter is not None and waiter[0] == tp and not waiter[1].done():
+            waiter[1].set_result(None)
+
+    async def _wait_pressure_drop(self, tp: TP) -> None:
+        """Wait until the stream buffer `tp` filled has drained to its low mark.
+
+        Called after a record of `tp` had to wait for room in a full buffer.
+        Without it the drain loop and the agent take turns one record at a
+        time at the full mark, and every record takes the slow path (a task
+        for the put, four for `wait_first`). The buffer called
+        `on_buffer_full(tp)` when it passed its high mark and calls
+        `on_buffer_drop(tp)` when it is down to its low mark (40 %): the
+        records after this one then go in without waiting. The flow
+        stopping (a rebalance), a stop or a crash ends the wait as they end
+        the wait for room.
+        """
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._pressure_waiter = (tp, fut)
+        try:
+            if tp in self._buffered_partitions:
+                await self.wait_first(fut, self.suspend_flow.wait())
+        finally:
+            self._pressure_waiter = None
+            fut.cancel()
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         """Faust's drain loop, without four asyncio tasks per message.
 
@@ -234,6 +265,17 @@ class Consumer(driver.Consumer):
         set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
+        # The conductor's `on_message` takes its handler for the partition
+        # under `_tp_to_callback_lock` and runs it outside the lock. When the
+        # lock is free, taking it does not wait, so reading the map directly
+        # is the same step without three coroutines per record; when it is
+        # held (the map is being rebuilt), the record goes the conductor's way.
+        conductor = self.app.topics
+        handlers: Mapping[TP, Callable[[Message], Awaitable[None]]] | None = None
+        handlers_lock: asyncio.Lock | None = None
+        if callback == getattr(conductor, "on_message", None) and not self.app.client_only:
+            handlers = getattr(conductor, "_tp_to_callback", None)
+            handlers_lock = getattr(conductor, "_tp_to_callback_lock", None)
         yield_every, since_yield = 100, 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -255,10 +297,22 @@ class Consumer(driver.Consumer):
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
-                            rest = eager(cast(Coroutine[Any, Any, Any], callback(message)))
+                            handler = (
+                                handlers.get(tp)
+                                if handlers is not None
+                                and handlers_lock is not None
+                                and not handlers_lock.locked()
+                                else None
+                            )
+                            coro = callback(message) if handler is None else handler(message)
+                            rest = eager(cast(Coroutine[Any, Any, Any], coro))
                             if rest is not None:
                                 await self.wait_first(rest, self.suspend_flow.wait())
-                            set_read_offset(tp, offset)
+                                set_read_offset(tp, offset)
+                                if tp in self._buffered_partitions:
+                                    await self._wait_pressure_drop(tp)
+                            else:
+                                set_read_offset(tp, offset)
                         else:
                             log.debug("dropped a record below the read offset of %s", tp)
                     unset_flag(CONSUMER_FETCHING)
@@ -277,6 +331,30 @@ class Consumer(driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def _to_message(tp: TP, record: Any, generation_id: int) -> ConsumerMessage:
+    """The driver's `_to_message`, given the generation rather than reading the app's per record.
+
+    `getmany` checks that the app's generation is still the batch's right
+    before each record is made, with no wait in between: the same value.
+    """
+    timestamp: int | None = record.timestamp
+    return ConsumerMessage(
+        record.topic,
+        record.partition,
+        record.offset,
+        cast(float, None) if timestamp is None else timestamp / 1000.0,
+        record.timestamp_type,
+        record.headers,
+        record.key,
+        record.value,
+        record.checksum,
+        record.serialized_key_size,
+        record.serialized_value_size,
+        tp,
+        generation_id=generation_id,
+    )
 
 
 def eager(coro: Coroutine[Any, Any, Any]) -> Awaitable[Any] | None:
@@ -344,6 +422,19 @@ class SnapshotFlushBuffer(ProducerBuffer):
     """
 
     sending: FutureMessage | None = None
+    _threaded: bool | None = None
+
+    @property
+    def size(self) -> int:
+        # The conductor awaits `wait_until_ebb` for every record, which reads
+        # `size`; Faust's reads `app.conf.producer_threaded` (a settings
+        # descriptor) each time. The setting does not change: read it once.
+        threaded = self._threaded
+        if threaded is None:
+            threaded = self._threaded = bool(cast(Any, self.app).conf.producer_threaded)
+        if threaded:
+            return cast(int, ProducerBuffer.size.fget(self))  # type: ignore[attr-defined]
+        return len(self.pending._queue)  # type: ignore[attr-defined]
 
     async def _send_pending(self, fut: FutureMessage) -> None:
         self.sending = fut

@@ -1,4 +1,5 @@
-"""stream/transport.py: the eager start of the conductor callback, and the producer flush."""
+"""stream/transport.py: the eager start of the conductor callback, the wait for a full
+stream buffer to drain, and the producer flush."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from stream.transport import SnapshotFlushBuffer, eager
+from stream.transport import Consumer, SnapshotFlushBuffer, eager
 
 
 async def test_a_callback_that_never_waits_runs_to_its_end_in_place() -> None:
@@ -220,3 +223,76 @@ async def test_a_record_that_cannot_be_handed_on_does_not_hang_the_flush() -> No
         assert isinstance(broken.exception(), AttributeError)
     finally:
         await buffer.stop()
+
+
+def _consumer_with_buffer(maxsize: int) -> tuple[Consumer, FlowControlQueue[int], TP]:
+    """Our consumer's pressure bookkeeping, fed by a stream buffer as the conductor feeds it."""
+    from mode.utils.locks import Event
+
+    consumer = Consumer.__new__(Consumer)  # no app or broker: only the flow-control state
+    consumer._active_partitions = set()
+    consumer._paused_partitions = set()
+    consumer._buffered_partitions = set()
+    consumer.suspend_flow = Event()
+    consumer._stopped = Event()
+    consumer._crashed = Event()
+    consumer._loop = asyncio.get_running_loop()
+    consumer.__dict__["app"] = SimpleNamespace(in_recovery=False)
+    queue: FlowControlQueue[int] = FlowControlQueue(maxsize, flow_control=FlowControlEvent())
+    return consumer, queue, TP("t", 0)
+
+
+def _put(consumer: Consumer, queue: FlowControlQueue[int], tp: TP, n: int) -> None:
+    queue.put_nowait_enhanced(
+        n,
+        on_pressure_high=lambda: consumer.on_buffer_full(tp),
+        on_pressure_drop=lambda: consumer.on_buffer_drop(tp),
+    )
+
+
+async def test_after_a_full_buffer_the_drain_loop_waits_for_its_low_mark() -> None:
+    """One wait per buffer-full, not one per record: the records after it go in without waiting."""
+    consumer, queue, tp = _consumer_with_buffer(10)
+    for n in range(10):
+        _put(consumer, queue, tp, n)
+    assert tp in consumer._buffered_partitions  # high mark (8) passed
+    waiting = asyncio.ensure_future(consumer._wait_pressure_drop(tp))
+    await asyncio.sleep(0.01)
+    taken = 0
+    while not waiting.done():
+        assert queue.qsize() >= 4, "still waiting below the low mark"
+        queue.get_nowait()
+        taken += 1
+        await asyncio.sleep(0.01)
+    await waiting
+    # The buffer reports the drop when a get finds it at its low mark (40 % of 10).
+    assert taken == 7 and queue.qsize() == 3
+    assert tp not in consumer._buffered_partitions
+    assert tp in consumer._active_partitions  # fetched again, as Faust does on the drop
+
+
+async def test_the_flow_stopping_ends_the_wait_for_a_full_buffer() -> None:
+    """A rebalance (the flow stops) or a stop interrupts the wait as it interrupts a blocked put."""
+    consumer, queue, tp = _consumer_with_buffer(10)
+    for n in range(10):
+        _put(consumer, queue, tp, n)
+    waiting = asyncio.ensure_future(consumer._wait_pressure_drop(tp))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    consumer.suspend_flow.set()
+    await asyncio.wait_for(waiting, timeout=1)
+    assert consumer._pressure_waiter is None
+
+    consumer.suspend_flow.clear()
+    waiting = asyncio.ensure_future(consumer._wait_pressure_drop(tp))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    consumer._stopped.set()
+    await asyncio.wait_for(waiting, timeout=1)
+
+
+async def test_no_wait_for_a_partition_whose_buffer_is_not_under_pressure() -> None:
+    consumer, queue, tp = _consumer_with_buffer(10)
+    for n in range(5):
+        _put(consumer, queue, tp, n)
+    await asyncio.wait_for(consumer._wait_pressure_drop(tp), timeout=1)
