@@ -140,8 +140,16 @@ class ChangeRelay(Service):
         producer = owned.producer
         try:
             async with producer.transaction():
+                # With the outbox record's timestamp: when the contact partition
+                # published the change, not when the relay copied it (readers
+                # order changes across partitions by it; tests/integration/reference.py).
                 sent = [
-                    await producer.send(CHANGES, key=records[i].key, value=records[i].value)
+                    await producer.send(
+                        CHANGES,
+                        key=records[i].key,
+                        value=records[i].value,
+                        timestamp_ms=records[i].timestamp,
+                    )
                     for i in keep
                 ]
                 sent += [

@@ -12,6 +12,7 @@ uncommitted records shows what the kills left behind (aborted transactions).
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -66,6 +67,7 @@ def outbox_stream(tenant: str, rng: random.Random) -> tuple[list[dict[str, Any]]
 
 
 async def read_all(servers: Servers, topic: str, isolation: str) -> list[dict[str, Any]]:
+    """Every record of the topic, each value with its record timestamp under "_ts"."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=servers.kafka_bootstrap,
@@ -84,7 +86,7 @@ async def read_all(servers: Servers, topic: str, isolation: str) -> list[dict[st
         values: list[dict[str, Any]] = []
         while not await reached(consumer, ends):
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                values += [orjson.loads(r.value) for r in records]
+                values += [{**orjson.loads(r.value), "_ts": r.timestamp} for r in records]
         return values
     finally:
         await consumer.stop()
@@ -99,11 +101,17 @@ async def test_each_change_of_the_outbox_is_published_once_across_two_kills(
     changes = await reader(env.topic("contacts.changes.v1"))
     outbox = env.topic(OUTBOX)
     size = -(-len(stream) // CHUNKS)
+    # Each outbox record has a timestamp of its own; a change keeps its first copy's.
+    base = int(time.time() * 1000) - 3_600_000
+    first_at: dict[str, int] = {}
+    for position, value in enumerate(stream):
+        first_at.setdefault(value["change_id"], base + position)
     kills = 0
     for chunk in range(CHUNKS):
-        for value in stream[chunk * size : (chunk + 1) * size]:
+        for position in range(chunk * size, min((chunk + 1) * size, len(stream))):
+            value = stream[position]
             key = f"{tenant}:{value['contact_id']}".encode()
-            await producer.send(outbox, orjson.dumps(value), key=key)
+            await producer.send(outbox, orjson.dumps(value), key=key, timestamp_ms=base + position)
         await producer.flush()
         if chunk in (3, 7):
             # Killed while the relay is moving this chunk: some of it is on the
@@ -132,6 +140,10 @@ async def test_each_change_of_the_outbox_is_published_once_across_two_kills(
     )
     assert {cid: n for cid, n in counts.items() if n > 1} == {}, "a change published twice"
     assert set(counts) == expected, f"lost: {sorted(expected - set(counts))[:5]}"
+    moved = [c["change_id"] for c in published if c["_ts"] != first_at[c["change_id"]]]
+    assert not moved, (
+        f"changes published with another timestamp than their outbox record: {moved[:5]}"
+    )
     for n in range(CONTACTS):
         versions = [c["version"] for c in published if c["contact_id"] == f"c{n}"]
         assert versions == list(range(1, VERSIONS + 1)), f"c{n}: {versions}"
