@@ -248,9 +248,7 @@ class ChangeRelay(Service):
                     type(exc).__name__,
                     delay,
                 )
-                for producer in producers:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(producer.stop(), 10)
+                await _stop(producers)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return {}
@@ -299,11 +297,15 @@ class ChangeRelay(Service):
 
 
 async def _close(owned: Iterable[Owned]) -> None:
+    await _stop([o.producer for o in owned])
+
+
+async def _stop(producers: Iterable[AIOKafkaProducer]) -> None:
     # A producer whose broker is gone may never flush; its open transaction is
     # aborted by the next producer started with its id.
-    for o in owned:
+    for producer in producers:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(o.producer.stop(), 10)
+            await asyncio.wait_for(producer.stop(), 10)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

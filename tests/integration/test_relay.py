@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.topic_reader import reached
+from stream.topic_reader import assign_from_beginning, reached
 from tests.integration.conftest import OUTBOX, Env, Servers, wait_committed
 
 CONTACTS, VERSIONS, UNVERSIONED, CHUNKS = 400, 12, 120, 12
@@ -69,20 +69,13 @@ def outbox_stream(tenant: str, rng: random.Random) -> tuple[list[dict[str, Any]]
 async def read_all(servers: Servers, topic: str, isolation: str) -> list[dict[str, Any]]:
     """Every record of the topic, each value with its record timestamp under "_ts"."""
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=servers.kafka_bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level=isolation,
     )
     await consumer.start()
     try:
-        while not consumer.assignment():
-            await consumer.getmany(timeout_ms=200)
-        tps = list(consumer.assignment())
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await assign_from_beginning(consumer, topic)
         values: list[dict[str, Any]] = []
         while not await reached(consumer, ends):
             for records in (await consumer.getmany(timeout_ms=500)).values():
