@@ -33,7 +33,8 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
    with the Redis commands and scripts run meanwhile. Every input must come
    out as a change event: a dead letter (`unknown_contact` would mean the
    preload is not where the worker looks) fails the run;
-5. `--profile`: `py-spy record -r 200 -f raw` attached to the worker for
+5. `--profile`: `py-spy record -r 200 -f raw` (with `--gil` if
+   `--profile-gil`) attached to the worker for
    `--profile-seconds` (20) once 20 % of the inputs are out; the top
    functions by self and by inclusive time are printed, the raw
    collapsed stacks kept in bench/results/;
@@ -553,10 +554,11 @@ def read_profile(path: Path, top: int = 30) -> dict[str, Any]:
     }
 
 
-async def profile_worker(pid: int, seconds: float, out: Path) -> dict[str, Any]:
+async def profile_worker(pid: int, seconds: float, out: Path, gil: bool = False) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         pyspy(),
         "record",
+        *(["--gil"] if gil else []),
         "-r",
         "200",
         "-f",
@@ -644,7 +646,7 @@ async def throughput_phase(
             say(f"profiling the worker for {args.profile_s:.0f} s ({done:,} inputs out)")
             out = ROOT / "bench" / "results" / f"engagement-profile-{result['stamp']}.txt"
             profile_task = asyncio.create_task(
-                profile_worker(worker.process.pid, args.profile_s, out)
+                profile_worker(worker.process.pid, args.profile_s, out, args.profile_gil)
             )
         if cpu_first is None and outputs.changes:
             cpu_first = cpu_times(worker.process.pid)
@@ -1007,6 +1009,12 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="py-spy the worker mid-run")
     parser.add_argument("--profile-seconds", dest="profile_s", type=float, default=20.0)
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="py-spy --gil: only samples holding the GIL (the CPU profile; wall-clock "
+        "samples count the main thread waiting for the GIL as socket writes)",
+    )
     parser.add_argument(
         "--latency",
         type=float,
