@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import faust
-from faust.types import AgentT
+from faust.app._attached import Attachments
+from faust.exceptions import ProducerSendError
+from faust.types import TP, AgentT
+from faust.types.tuples import RecordMetadata
 
 from stream import diagnostics, logmask, metrics
 from stream.security import broker_credentials
@@ -27,6 +31,28 @@ def _quiet_library_loggers() -> None:
         logging.getLogger(name).setLevel(settings.library_log_level.upper())
 
 
+class BarrierAttachments(Attachments):
+    """Faust's attached messages, published at a commit after the app's commit barriers.
+
+    Every offset commit (periodic, on a rebalance, on stop) goes through
+    `Consumer._handle_attached`, which calls this for each partition about to
+    be committed, on either transport: a barrier awaited here completes
+    before the offsets are committed (stream/agents/follow_ups.py).
+    """
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.barriers: list[Callable[[], Awaitable[None]]] = []
+
+    async def publish_for_tp_offset(self, tp: TP, offset: int) -> list[Awaitable[RecordMetadata]]:
+        try:
+            for barrier in self.barriers:
+                await barrier()
+        except Exception as exc:  # Faust's consumer crashes on this one: nothing committed
+            raise ProducerSendError(f"a commit barrier failed: {type(exc).__name__}") from exc
+        return await super().publish_for_tp_offset(tp, offset)
+
+
 class App(faust.App):
     """Faust's App, except that an agent's failure stops the worker at once.
 
@@ -37,6 +63,14 @@ class App(faust.App):
     test). So the worker exits like a SIGKILL, which recovery must survive
     anyway: nothing is committed, and the event is retried on restart.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._attachments = BarrierAttachments(self)
+
+    def before_commit(self, barrier: Callable[[], Awaitable[None]]) -> None:
+        """Await `barrier` before every offset commit of this worker's consumer."""
+        cast(BarrierAttachments, self._attachments).barriers.append(barrier)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

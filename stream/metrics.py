@@ -28,7 +28,7 @@ RELAY_COPIES = Counter(
 DEAD_LETTERS = Counter("cs_dead_letters", "dead letters sent, per reason", ["reason"])
 OPERATION_SECONDS = Histogram(
     "cs_operation_seconds",
-    "time to apply one contact operation and flush its effects, per kind",
+    "time to apply one contact operation, per kind (its follow-ups go out behind a shared flush)",
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
@@ -38,6 +38,12 @@ PARKED = Counter(
 TICKS = Counter("cs_timer_ticks", "timer ticks sent for due transitions")
 QUOTA_OPS = Counter("cs_quota_ops", "quota operations applied, per kind", ["kind"])
 QUOTA_REFUSED = Counter("cs_quota_refused", "slot requests refused: the tenant's limit was reached")
+FOLLOW_UP_FLUSHES = Counter(
+    "cs_follow_up_flushes", "producer flushes that released contact operations' follow-ups"
+)
+FOLLOW_UPS_WAITING = Gauge(
+    "cs_follow_ups_waiting", "follow-ups (unlocks, quota and merge hops) waiting for a flush"
+)
 DUE = Gauge("cs_timers_due", "contacts of this worker with a due time in the index")
 LOCKS_HELD = Gauge(
     "cs_identity_locks_held",

@@ -5,7 +5,10 @@ owner each had when locked (stream/agents/identity.py). Here the contact is
 loaded, the rules decide (stream/domain/identity.py, commands.py), the
 tables are written, the change events published, and only after the
 producer has flushed all of that are the unlocks sent: no identifier names a
-contact whose state is not yet durable.
+contact whose state is not yet durable. The actor does not wait for that
+flush: it hands the unlocks (and the other follow-ups) to `follow_ups`,
+which sends them behind one flush shared by every operation handed over
+meanwhile (stream/agents/follow_ups.py).
 
 An intake whose matched contact turns out purged (its identifiers released
 while the intake held their locks) goes on as if they were unowned: it is
@@ -24,6 +27,7 @@ from faust.types import StreamT
 
 from stream import metrics
 from stream.agents import applied, merge, quota
+from stream.agents.follow_ups import FollowUps
 from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish, send_dead_letter_from
 from stream.agents.timers import due_index, due_time
@@ -147,6 +151,23 @@ class NeedsGrant(NamedTuple):
     contact_id: str
 
 
+async def _flush() -> None:
+    await app.producer.flush()
+    metrics.FOLLOW_UP_FLUSHES.inc()
+
+
+async def _stop_worker(exc: BaseException) -> None:
+    await app._on_agent_error(apply_contact_ops, exc)
+
+
+# The operations' follow-ups, sent behind shared flushes (stream/agents/follow_ups.py).
+follow_ups = FollowUps(_flush, merge.send_after, _stop_worker)
+app.before_commit(follow_ups.drain)
+metrics.FOLLOW_UPS_WAITING.set_function(lambda: follow_ups.backlog)
+# Follow-ups waiting beyond this many: the actor waits for them to go out.
+FOLLOW_UPS_LIMIT = 2000
+
+
 @app.agent(contact_ops_topic, name="apply-contact-ops")
 async def apply_contact_ops(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
@@ -156,18 +177,18 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
         # The record's offset: a slot request id that grows with each of the
         # contact's operations (one partition) and repeats on a replay.
         offset = stream.current_event.message.offset  # type: ignore[union-attr]
-        after = await _apply(operation, offset)
-        # Everything above (tables, changes, snapshot) is durable before any
-        # identifier is released to the next operation. With nothing to send
-        # after (a rejection, most commands) there is nothing to wait for:
-        # the offset commit waits for the producer anyway.
-        if after:
-            await app.producer.flush()
+        merging = operation["kind"] in merge.KINDS
+        if merging:
+            await follow_ups.drain()  # a merge hop sends on its own: after what came before
+        # Everything _apply did (tables, changes, snapshot) is flushed before
+        # its follow-ups go out: no identifier is released to the next
+        # operation before the contact's state is durable.
+        follow_ups.put(await _apply(operation, offset))
+        if merging or follow_ups.backlog > FOLLOW_UPS_LIMIT:
+            await follow_ups.drain()
         metrics.child(metrics.OPERATION_SECONDS, operation["kind"]).observe(
             time.perf_counter() - started
         )
-        for entry in after:
-            await merge.send_after(entry)
 
 
 async def _apply(operation: dict[str, Any], offset: int) -> list[list[Any]]:
@@ -201,7 +222,9 @@ async def _apply(operation: dict[str, Any], offset: int) -> list[list[Any]]:
         await _reroute(operation)
         return []
     if isinstance(outcome, NeedsGrant):
-        # Nothing applied: the quota sends the operation back with its grant.
+        # Nothing applied: the quota sends the operation back with its grant,
+        # after the slots released before it.
+        await follow_ups.drain()
         await quota.request_slot(operation, tenant, outcome.contact_id, offset)
         return []
     contact_id, contact, changes, after = outcome
@@ -248,6 +271,7 @@ async def _apply_engagement(
     payload, target = operation["engagement"], operation["target"]
     contact = _load(tenant, target)
     if contact is not None and contact.state == MERGED:
+        await follow_ups.drain()
         await send_contact_op({**operation, "target": contact.merged_into})
         return []
     config = tenant_configs.get(tenant)
@@ -312,6 +336,7 @@ async def _replay(
 
 async def _reroute(operation: dict[str, Any]) -> None:
     """To where a contact that left went: a merged one's survivor, or none for a purged one."""
+    await follow_ups.drain()
     if "command" in operation:
         command = operation["command"]
         merged = _load(command["tenant_id"], command["contact_id"])
