@@ -22,11 +22,11 @@ from stream.domain.locking import Entry, lock_order, lookup, release, unlock, vi
 from stream.domain.normalize import Identifier, Kind, Normalized
 from stream.tables.contacts import contact_key
 from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
-from stream.topics import contact_ops_topic, identity_ops_topic
+from stream.topics import contact_ops_topic, identity_ops_topic, send_raw
 
 
 async def send_identity_op(key: str, message: dict[str, Any]) -> None:
-    await identity_ops_topic.send(key=key.encode(), value=orjson.dumps({**message, "key": key}))
+    await send_raw(identity_ops_topic, key.encode(), orjson.dumps({**message, "key": key}))
 
 
 async def send_contact_op(operation: dict[str, Any]) -> None:
@@ -37,7 +37,7 @@ async def send_contact_op(operation: dict[str, Any]) -> None:
     else:
         source = operation["intake"] if "intake" in operation else operation["engagement"]
         key = contact_key(source["tenant_id"], operation["target"])
-    await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(operation))
+    await send_raw(contact_ops_topic, key.encode(), orjson.dumps(operation))
 
 
 async def start_visit(intake: dict[str, Any]) -> None:

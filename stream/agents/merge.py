@@ -53,7 +53,7 @@ from stream.tables.contacts import applied_key, contact_key, merge_locks
 from stream.tables.identities import decode_entry, encode_entry, identity_key
 from stream.tables.quota import QUOTA_OPS, quota_message
 from stream.tables.tenant_configs import engagement_config, identity_config, tenant_configs
-from stream.topics import contact_ops_topic, quota_ops_topic
+from stream.topics import contact_ops_topic, quota_ops_topic, send_raw
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def start(merge: dict[str, Any], op_id: str) -> tuple[str, dict[str, Any]]:
 async def send_hop(contact_id: str, message: dict[str, Any]) -> None:
     """A merge hop to a participant's partition."""
     key = contact_key(message["merge"]["tenant_id"], contact_id)
-    await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(message))
+    await send_raw(contact_ops_topic, key.encode(), orjson.dumps(message))
 
 
 CONTACT_OPS = "contact-ops"
@@ -87,9 +87,9 @@ async def send_after(entry: list[Any]) -> None:
     """Send one entry of an operation's `after`, once the operation is durable."""
     key, message = entry[0], entry[1]
     if entry[2:] == [CONTACT_OPS]:
-        await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(message))
+        await send_raw(contact_ops_topic, key.encode(), orjson.dumps(message))
     elif entry[2:] == [QUOTA_OPS]:
-        await quota_ops_topic.send(key=key.encode(), value=orjson.dumps(message))
+        await send_raw(quota_ops_topic, key.encode(), orjson.dumps(message))
     else:
         await send_identity_op(key, message)
 
@@ -378,7 +378,7 @@ async def _unfreeze(operation: dict[str, Any]) -> None:
     before = decode_entry(merge_locks.get(key))
     freed = unlock(before, operation["op"], False, None)
     for parked in freed.released:
-        await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(parked))
+        await send_raw(contact_ops_topic, key.encode(), orjson.dumps(parked))
     if freed.released:
         await app.producer.flush()
     if freed.entry != before:

@@ -14,7 +14,7 @@ from stream.domain.contact import Contact, snapshot
 from stream.domain.timefmt import format_ms
 from stream.models import dead_letter_raw
 from stream.tables.contacts import contact_key
-from stream.topics import OUTBOX, deadletter_topic, outbox_topic, snapshots_topic
+from stream.topics import OUTBOX, deadletter_topic, outbox_topic, send_raw, snapshots_topic
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def send_dead_letter_from(
     )
     if key is None and origin["key"] is not None:
         key = origin["key"].encode()
-    await deadletter_topic.send(key=key, value=orjson.dumps(letter))
+    await send_raw(deadletter_topic, key, orjson.dumps(letter))
     metrics.OUTPUTS.labels(deadletter_topic.get_topic_name()).inc()
 
 
@@ -81,12 +81,12 @@ async def publish(
         return
     key = contact_key(tenant_id, contact_id).encode()
     for change in changes:
-        await outbox_topic.send(key=key, value=change.encode())
+        await send_raw(outbox_topic, key, change.encode())
     for change_type in types if types is not None else [_type_of(c) for c in changes]:
         metrics.child(metrics.CHANGES, change_type).inc()
     metrics.child(metrics.OUTPUTS, OUTBOX).inc(len(changes))
     if contact is not None:
-        await snapshots_topic.send(key=key, value=orjson.dumps(snapshot(contact)))
+        await send_raw(snapshots_topic, key, orjson.dumps(snapshot(contact)))
         metrics.child(metrics.OUTPUTS, snapshots_topic.get_topic_name()).inc()
 
 

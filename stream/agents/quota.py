@@ -31,7 +31,7 @@ from stream.tables.quota import (
     quota_index,
 )
 from stream.tables.tenant_configs import marketing_config, tenant_configs
-from stream.topics import quota_ops_topic, snapshots_topic
+from stream.topics import quota_ops_topic, send_raw, snapshots_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def request_slot(
         "request_id": request_id,
         "then": operation,
     }
-    await quota_ops_topic.send(key=tenant_id.encode(), value=orjson.dumps(message))
+    await send_raw(quota_ops_topic, tenant_id.encode(), orjson.dumps(message))
 
 
 @app.on_rebalance_complete.connect
@@ -75,7 +75,7 @@ async def _publish_quota(tenant: str, seq: int) -> None:
             "limit": tenant_configs.get(tenant).marketing_limit,
         },
     }
-    await snapshots_topic.send(key=tenant.encode(), value=orjson.dumps(record))
+    await send_raw(snapshots_topic, tenant.encode(), orjson.dumps(record))
     metrics.OUTPUTS.labels(snapshots_topic.get_topic_name()).inc()
 
 

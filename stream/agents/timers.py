@@ -22,7 +22,7 @@ from stream.tables.codec import decode_contact
 from stream.tables.contacts import contacts, is_contact_key
 from stream.tables.due_index import DueIndex
 from stream.tables.tenant_configs import engagement_config, tenant_configs
-from stream.topics import contact_ops_topic
+from stream.topics import contact_ops_topic, send_raw
 
 log = logging.getLogger(__name__)
 REBUILD_YIELD_EVERY = 5_000
@@ -67,4 +67,4 @@ async def fire_due_timers() -> None:
         tenant_id, contact_id = key.split(":", 1)
         tick = {"tenant_id": tenant_id, "contact_id": contact_id, "due": due}
         operation = {"kind": "tick", "op": f"tick|{key}|{due}", "keys": [], "tick": tick}
-        await contact_ops_topic.send(key=key.encode(), value=orjson.dumps(operation))
+        await send_raw(contact_ops_topic, key.encode(), orjson.dumps(operation))
