@@ -62,6 +62,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -506,6 +507,20 @@ async def verify_redis(
     return dict(out)
 
 
+# --- a stall ----------------------------------------------------------------------
+
+STALL_S = 120  # no input out for this long: the worker's state is logged and kept
+
+
+async def keep_stall_evidence(worker: Worker, stamp: str) -> None:
+    """SIGUSR2 the worker (stream/diagnostics.py logs its state) and keep its log."""
+    worker.process.send_signal(signal.SIGUSR2)
+    await asyncio.sleep(3)
+    kept = ROOT / "bench" / "results" / f"engagement-stall-{stamp}.log"
+    shutil.copyfile(worker.log, kept)
+    say(f"no progress for {STALL_S} s: the worker's state and log are in {kept}")
+
+
 # --- profile ----------------------------------------------------------------------
 
 
@@ -637,10 +652,18 @@ async def throughput_phase(
     redis_first: dict[str, float] | None = None
     last_report = 0.0
     deadline = time.monotonic() + args.timeout
+    progress = (0, time.monotonic())  # inputs out, when that count was first seen
     while True:
         worker.check()
         done = outputs.accounted(f"{run}-t-")
         now = time.time()
+        if done != progress[0]:
+            progress = (done, time.monotonic())
+        elif time.monotonic() - progress[1] > STALL_S and done:
+            await keep_stall_evidence(worker, result["stamp"])
+            raise RuntimeError(
+                f"stalled: {done:,} of {args.events:,} inputs out, none for {STALL_S}s"
+            )
         if args.profile and profile_task is None and done >= args.events * PROFILE_AT:
             # Mid-run: the route agent may be done with its topic by then, the hops are not.
             say(f"profiling the worker for {args.profile_s:.0f} s ({done:,} inputs out)")

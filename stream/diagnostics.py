@@ -3,9 +3,11 @@
 For a worker that stopped making progress without an error: which partitions
 the consumer may fetch (active), which are paused or held back by a full
 stream buffer, whether the flow is on, how full each channel's queue is,
-and what each agent actor awaits (its coroutine chain walked down through
-async generators, which asyncio's own task dumps cut off). Offsets and
-partition numbers only: no record content reaches the log.
+what each agent actor awaits (its coroutine chain walked down through
+async generators, which asyncio's own task dumps cut off), per partition
+where Faust has read, acked and committed and where aiokafka fetches, and
+what every waiting task of the loop awaits (the fetch loop among them).
+Offsets and partition numbers only: no record content reaches the log.
 """
 
 from __future__ import annotations
@@ -83,7 +85,50 @@ def state(app: Any) -> str:
             lines.append(f"agent {agent.name}: current event {where}")
             done = isinstance(task, asyncio.Task) and task.done()
             lines.extend(f"    {frame}" for frame in awaiting(None if done else actor.it))
+    lines.extend(_offsets(consumer))
+    lines.extend(_tasks())
     return "\n".join(lines)
+
+
+def _offsets(consumer: Any) -> Iterator[str]:
+    """Per assigned partition: where Faust read, acked and committed, where aiokafka fetches."""
+    commit_fut = getattr(consumer, "_commit_fut", None)
+    yield (
+        f"acks since the last commit-every: {getattr(consumer, '_n_acked', '?')};"
+        f" a commit in progress: {commit_fut is not None}"
+    )
+    try:
+        client = consumer._thread._ensure_consumer()
+        assignment = client._subscription.subscription.assignment
+    except Exception as exc:  # not started, or aiokafka changed
+        assignment = None
+        yield f"(no aiokafka assignment: {type(exc).__name__})"
+    for tp in sorted(consumer.assignment() or ()):
+        acked = consumer._acked.get(tp) or ()
+        gaps = consumer._gap.get(tp) or ()
+        fetch = "-"
+        if assignment is not None:
+            state = assignment.state_value(tp)
+            if state is not None:
+                fetch = (
+                    f"position={state._position} paused={state.paused}"
+                    f" awaiting_reset={state.awaiting_reset} highwater={state.highwater}"
+                )
+        yield (
+            f"{_tps([tp])}: read={consumer._read_offset.get(tp)}"
+            f" committed={consumer._committed_offset.get(tp)}"
+            f" acked={len(acked)}{f' from {min(acked)}' if acked else ''} gaps={len(gaps)} {fetch}"
+        )
+
+
+def _tasks() -> Iterator[str]:
+    """Every task of the loop that is waiting, with what it awaits (the fetch loop among them)."""
+    for task in asyncio.all_tasks():
+        frames = list(awaiting(task.get_coro(), depth=25))
+        if frames:
+            yield f"task {task.get_name()}: " + " <- ".join(
+                frame.rsplit("/", 1)[-1] for frame in reversed(frames[-6:])
+            )
 
 
 def install(app: Any) -> None:
