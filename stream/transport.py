@@ -203,7 +203,13 @@ class Consumer(driver.Consumer):
         targets = self.uncommitted_rewinds()
         if targets:
             await self._thread.call_thread(self._thread.seek_each, targets)
-            log.info("fetching %d never-committed partitions again after recovery", len(targets))
+            # A warning: records are processed again (or, before this fix, never).
+            log.warning(
+                "recovery dropped delivered records of %d never-committed partitions: "
+                "fetching them again from %s",
+                len(targets),
+                ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in targets.items()),
+            )
 
     def uncommitted_rewinds(self) -> dict[TP, int]:
         """Per assigned partition never committed: the first offset delivered and not acked."""
