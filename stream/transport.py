@@ -212,11 +212,15 @@ class Consumer(driver.Consumer):
             )
 
     def uncommitted_rewinds(self) -> dict[TP, int]:
-        """Per assigned partition never committed: the first offset delivered and not acked."""
+        """Per stream partition never committed: its first offset delivered and not acked."""
         first: dict[TP, tuple[int, int]] = self.__dict__.get("_first_delivered", {})
         generation_id = self.app.consumer_generation_id
+        # A table's changelog is read by recovery from its own offsets, not committed ones.
+        changelogs = self.app.tables.changelog_topics
         targets: dict[TP, int] = {}
         for tp in self.assignment():
+            if tp.topic in changelogs:
+                continue
             noted = first.get(tp)
             if self._committed_offset.get(tp) is not None or noted is None:
                 continue
