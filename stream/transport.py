@@ -74,11 +74,6 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             consumer, partitions, timeout=timeout, max_records=max_records
         )
 
-    async def seek_each(self, targets: Mapping[TP, int]) -> None:
-        consumer = self._ensure_consumer()
-        for tp, offset in targets.items():
-            consumer.seek(tp, offset)
-
     async def rewind(self, batches: Mapping[TP, tuple[int, int]]) -> int:
         """Move a partition back to its first undelivered record if this assignment fetched it.
 
@@ -170,12 +165,10 @@ class Consumer(driver.Consumer):
 
     def _note_first(self, tp: TP, offset: int, generation_id: int) -> None:
         # One line per partition and generation: where delivery started. A
-        # record lost before delivery shows as a first offset past it. Kept
-        # for `perform_seek` (fix 5).
-        seen: dict[TP, tuple[int, int]] = self.__dict__.setdefault("_first_delivered", {})
-        noted = seen.get(tp)
-        if noted is None or noted[0] != generation_id:
-            seen[tp] = (generation_id, offset)
+        # record lost before delivery shows as a first offset past it.
+        seen: dict[TP, int] = self.__dict__.setdefault("_first_delivered", {})
+        if seen.get(tp) != generation_id:
+            seen[tp] = generation_id
             log.debug(
                 "generation %d: first record of %s[%d] at offset %d",
                 generation_id,
@@ -183,54 +176,6 @@ class Consumer(driver.Consumer):
                 tp.partition,
                 offset,
             )
-
-    async def perform_seek(self) -> None:
-        """Faust's seek to the committed offsets, and back to what a never-committed partition lost.
-
-        Recovery drops the events the stream buffers hold and then seeks every
-        partition to its committed offset, so they are fetched again. A
-        partition with nothing committed yet is not moved (aiokafka's
-        `seek_to_committed` skips it), so events delivered in this assignment
-        and dropped were never processed until a restart. Seen in
-        bench/engagement.py with inputs waiting before the first start: the
-        first fetch delivered records 0-710 of each engagement partition before
-        recovery began, 0-3 were processed and committed, 4-710 were dropped,
-        and the commit stayed at 4 for good while everything after was processed
-        (engagement-stall-2026-11-29T091645Z.log). Here such a partition goes
-        back to its first record delivered in this generation and not acked.
-        """
-        await super().perform_seek()
-        targets = self.uncommitted_rewinds()
-        if targets:
-            await self._thread.call_thread(self._thread.seek_each, targets)
-            # A warning: records are processed again (or, before this fix, never).
-            log.warning(
-                "recovery dropped delivered records of %d never-committed partitions: "
-                "fetching them again from %s",
-                len(targets),
-                ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in targets.items()),
-            )
-
-    def uncommitted_rewinds(self) -> dict[TP, int]:
-        """Per stream partition never committed: its first offset delivered and not acked."""
-        first: dict[TP, tuple[int, int]] = self.__dict__.get("_first_delivered", {})
-        generation_id = self.app.consumer_generation_id
-        # A table's changelog is read by recovery from its own offsets, not committed ones.
-        changelogs = self.app.tables.changelog_topics
-        targets: dict[TP, int] = {}
-        for tp in self.assignment():
-            if tp.topic in changelogs:
-                continue
-            noted = first.get(tp)
-            if self._committed_offset.get(tp) is not None or noted is None:
-                continue
-            if noted[0] != generation_id:
-                continue  # delivered under an earlier assignment: this one starts afresh
-            offset, acked = noted[1], self._acked_index.get(tp) or ()
-            while offset in acked:
-                offset += 1
-            targets[tp] = offset
-        return targets
 
     async def _refetch(self, batches: Mapping[TP, tuple[int, int]]) -> None:
         """Fetch again what was fetched but not handed over (see ConsumerThread.rewind)."""

@@ -296,28 +296,3 @@ async def test_no_wait_for_a_partition_whose_buffer_is_not_under_pressure() -> N
     for n in range(5):
         _put(consumer, queue, tp, n)
     await asyncio.wait_for(consumer._wait_pressure_drop(tp), timeout=1)
-
-
-def test_a_never_committed_partition_goes_back_to_its_first_record_delivered_and_not_acked() -> (
-    None
-):
-    """Recovery dropped delivered events; aiokafka does not seek a partition never committed."""
-    engagement, intake, commands, old = (TP("in", p) for p in range(4))
-    changelog = TP("app-contacts-changelog", 0)
-    consumer = SimpleNamespace(
-        _first_delivered={
-            engagement: (7, 0),  # 0-3 processed, 4-710 dropped by recovery
-            intake: (7, 12),  # delivered from 12, nothing processed
-            commands: (7, 0),  # committed since: Faust's own seek covers it
-            old: (6, 30),  # delivered under the previous assignment only
-            changelog: (7, 0),  # recovery reads it from the table's own offsets
-        },
-        app=SimpleNamespace(
-            consumer_generation_id=7,
-            tables=SimpleNamespace(changelog_topics={"app-contacts-changelog"}),
-        ),
-        assignment=lambda: {engagement, intake, commands, old, changelog, TP("in", 9)},
-        _committed_offset={commands: 4},
-        _acked_index={engagement: {0, 1, 2, 3, 5}},
-    )
-    assert Consumer.uncommitted_rewinds(consumer) == {engagement: 4, intake: 12}  # type: ignore[arg-type]
