@@ -133,7 +133,10 @@ class Consumer(driver.Consumer):
         try:
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 return
-            for tp, record in self.scheduler.iterate(records):
+            each = self._restore_changelog_batches(
+                records, active_partitions, delivered, held, generation_id
+            )
+            for tp, record in self.scheduler.iterate(each):
                 if tp in held:
                     continue
                 if not self.flow_active or self.app.consumer_generation_id != generation_id:
@@ -162,6 +165,42 @@ class Consumer(driver.Consumer):
                         if (rest := [r.offset for r in recs if r.offset > delivered.get(tp, -1)])
                     }
                 )
+
+    def _restore_changelog_batches(
+        self,
+        records: RecordMap,
+        active_partitions: Set[TP] | None,
+        delivered: dict[TP, int],
+        held: set[TP],
+        generation_id: int,
+    ) -> RecordMap:
+        """Hand each changelog batch the recovery restores whole to it; the rest, per record.
+
+        A batch goes under the same conditions as a record (its partition
+        active, the flow on, the generation the fetch's); a batch that may
+        not go is held back and fetched again, like a record (see `getmany`).
+        Returns the batches left for the per-record path.
+        """
+        recovery = getattr(self.app.tables, "_recovery", None)
+        takes_batches = getattr(recovery, "takes_batches", None)
+        if active_partitions is None or takes_batches is None or recovery is None:
+            return records
+        rest: dict[TP, list[Any]] = {}
+        for tp, batch in records.items():
+            if not batch or not takes_batches(tp):
+                rest[tp] = batch
+            elif (
+                self.flow_active
+                and self.app.consumer_generation_id == generation_id
+                and (tp in active_partitions or tp in self._buffered_partitions)
+            ):
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                recovery.restore_records(tp, batch)
+                delivered[tp] = last = batch[-1].offset
+                self._read_offset[tp] = last
+            else:
+                held.add(tp)
+        return rest
 
     def _note_first(self, tp: TP, offset: int, generation_id: int) -> None:
         # One line per partition and generation: where delivery started. A
