@@ -81,6 +81,7 @@ class Recovery(FaustRecovery):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fast: dict[CollectionT, RocksDBStore | None] = {}
+        self._restored = 0  # records written by batches since the recovery began
 
     def takes_batches(self, tp: TP) -> bool:
         """True if `restore_records` restores this changelog partition now.
@@ -117,6 +118,7 @@ class Recovery(FaustRecovery):
             last = fresh[-1].offset
             write_changelog_batch(store, tp, fresh, last)
             offsets[tp] = last
+            self._restored += len(fresh)
             now = monotonic()
             self._last_flush_at = now
             if active:
@@ -129,6 +131,12 @@ class Recovery(FaustRecovery):
         # Faust's `_slurp_changelogs` does this after every event it takes.
         if self.in_recovery and not self.need_recovery():
             self.flush_buffers()  # events of other tables taken Faust's way
+            log.info(
+                "restored %d changelog records by batches in %.2fs",
+                self._restored,
+                monotonic() - (self._recovery_started_at or monotonic()),
+            )
+            self._restored = 0
             self._set_recovery_ended()
             self.signal_recovery_end.set()
         if not self.tables.standbys_ready:
