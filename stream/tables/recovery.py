@@ -169,7 +169,19 @@ def write_changelog_batch(
 
 
 class TableManager(FaustTableManager):
-    """Faust's table manager with the recovery service above."""
+    """Faust's table manager with the recovery service above, started without a pause."""
+
+    async def on_start(self) -> None:
+        """Faust's, without its first `sleep(1.0)`.
+
+        The pause leaves time to declare tables once the app has started;
+        ours are all declared when stream.worker is imported, before the app
+        starts (one declared later would fail loudly: "Too late to add
+        tables"). It was a second of every worker start, before recovery.
+        """
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
     @property
     def recovery(self) -> Recovery:
