@@ -25,6 +25,9 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    and a partition is sought back only where this assignment fetched it.
 4. The producer's changelog buffer flushes what it held when asked
    (`SnapshotFlushBuffer`), so no commit overtakes table writes.
+5. A fetched batch of a changelog partition that the recovery service
+   restores by batches (stream/tables/recovery.py) goes to it whole, not
+   record by record through the conductor and the recovery's queue.
 
 Tried and dropped: rewinding never-committed partitions to their beginning
 during recovery. Recovery resumes the flow before that seek completes, and a
@@ -160,9 +163,9 @@ class Consumer(driver.Consumer):
             if not self.should_stop:
                 await self._refetch(
                     {
-                        tp: (rest[0], recs[-1].offset)
+                        tp: (first, recs[-1].offset)
                         for tp, recs in records.items()
-                        if (rest := [r.offset for r in recs if r.offset > delivered.get(tp, -1)])
+                        if (first := _first_undelivered(recs, delivered.get(tp, -1))) is not None
                     }
                 )
 
@@ -370,6 +373,20 @@ class Consumer(driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def _first_undelivered(records: list[Any], delivered: int) -> int | None:
+    """The offset of the first record above `delivered`, None if there is none.
+
+    Records are in offset order: a batch delivered whole (every changelog
+    batch restored at once) is settled by its last record, without a walk.
+    """
+    if not records or records[-1].offset <= delivered:
+        return None
+    for record in records:
+        if record.offset > delivered:
+            return cast(int, record.offset)
+    return None
 
 
 def _to_message(tp: TP, record: Any, generation_id: int) -> ConsumerMessage:

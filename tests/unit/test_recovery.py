@@ -11,7 +11,7 @@ import rocksdict
 from faust.types import TP
 
 from stream.tables.recovery import records_past, write_changelog_batch
-from stream.transport import Consumer
+from stream.transport import Consumer, _first_undelivered
 
 CHANGELOG = TP("cs-contacts-changelog", 1)
 SOURCE = TP("contact-ops", 1)
@@ -166,3 +166,12 @@ def test_without_a_batch_restorer_every_record_goes_the_per_record_way() -> None
         assert rest == records
         assert delivered == {}
         assert held == set()
+
+
+def test_the_first_undelivered_record_of_a_batch() -> None:
+    batch = [record(n, b"k", b"v") for n in (4, 5, 7, 8)]
+    assert _first_undelivered(batch, -1) == 4
+    assert _first_undelivered(batch, 5) == 7
+    assert _first_undelivered(batch, 6) == 7
+    assert _first_undelivered(batch, 8) is None  # delivered whole
+    assert _first_undelivered([], -1) is None
