@@ -65,8 +65,8 @@ def scan_items(table: TableT[str, bytes]) -> Iterator[tuple[bytes | str, bytes]]
     the iterator opened (later writes are not seen), the partitions taken
     when the scan starts (a rebalance meanwhile cannot change the dict under
     it), and blocks read for the scan are not kept in the block cache: a full
-    scan would otherwise fill it with the whole table (~800 MB per 1 M
-    contacts on a cold start, bench/README.md). Other stores: a copy of the
+    scan would otherwise fill it with the whole table (a cold start of 1 M
+    contacts peaked ~570 MB higher, bench/README.md). Other stores: a copy of the
     items taken at once.
     """
     store = table.data

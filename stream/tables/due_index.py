@@ -7,9 +7,9 @@ change is skipped when popped. It is rebuilt from the contacts table after
 every rebalance (reading each assigned partition's contacts once) and kept
 up to date by the contact agent on every write. The rebuild's scan runs while
 the agents already process (stream/agents/timers.py), so every change made
-between its start and its end (`begin_rebuild`, `finish_rebuild`) is kept over
-what the scan read. Work per tick grows with the
-number of due items, not with the number of contacts.
+between its start and its end (`begin_rebuild`, `finish_rebuild`) is kept
+over what the scan read. Work per tick grows with the number of due items,
+not with the number of contacts.
 """
 
 from __future__ import annotations

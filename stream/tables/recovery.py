@@ -86,9 +86,9 @@ class Recovery(FaustRecovery):
     def takes_batches(self, tp: TP) -> bool:
         """True if `restore_records` restores this changelog partition now.
 
-        It must be an active or standby partition of this assignment (Faust
-        warns about any other, and so do we, its way), of a table `fast_store`
-        accepts.
+        It must be an active or standby partition of this assignment, of a
+        table `fast_store` accepts; any other goes Faust's way (which warns
+        about a changelog partition that is neither).
         """
         table = self.tp_to_table.get(tp)
         if table is None or (tp not in self.active_tps and tp not in self.standby_tps):
@@ -127,6 +127,10 @@ class Recovery(FaustRecovery):
                 self._standby_events_received_at[tp] = now
         self._check_done()
 
+    def _set_recovery_started(self) -> None:
+        super()._set_recovery_started()
+        self._restored = 0  # a recovery started again counts from zero
+
     def _check_done(self) -> None:
         # Faust's `_slurp_changelogs` does this after every event it takes.
         if self.in_recovery and not self.need_recovery():
@@ -136,7 +140,6 @@ class Recovery(FaustRecovery):
                 self._restored,
                 monotonic() - (self._recovery_started_at or monotonic()),
             )
-            self._restored = 0
             self._set_recovery_ended()
             self.signal_recovery_end.set()
         if not self.tables.standbys_ready:
