@@ -20,11 +20,12 @@ One run, on topics of its own (a fresh `CS_TOPIC_PREFIX` / `CS_APP_ID`):
    RocksDB store, the default, in an empty data dir): seconds from the
    process start to `contact-stream ready: tables recovered` and to
    `due index rebuilt: ... (Ns)` (the log lines' own timestamps). Both
-   run when the rebalance completes, the tables recovered; the index's
-   full scan of the table may come first, so "restored" = the index line
-   - its N seconds = when the scan began = the end of the changelog
-   restore. VmRSS at ready, at the index, and (from a 2 s timeline) just
-   before the scan; CPU seconds at ready; VmHWM (peak) 3 s after both lines;
+   start when the rebalance completes, the tables recovered; the index's
+   full scan of the table ran before ready until branch recovery-speed and
+   runs after it since, so "restored" = the index line - its N seconds =
+   when the scan began = the end of the changelog restore. VmRSS at ready,
+   at the index, and (from a 2 s timeline) just before the scan; CPU
+   seconds at ready; VmHWM (peak) 3 s after both lines;
    ratio = bare read seconds / (start -> ready) seconds (issue #11: >= 50 %),
    and the same with start -> restored;
    RSS per 1,000,000 contacts = RSS x 1,000,000 / N (the worker's own

@@ -19,6 +19,7 @@ from stream import diagnostics, logmask, metrics
 from stream.security import broker_credentials
 from stream.settings import get_settings
 from stream.tables.local_state import mark_clean, open_local_state
+from stream.tables.recovery import TableManager
 
 settings = get_settings()
 # The worker's exit status when an agent failed (EX_SOFTWARE).
@@ -134,6 +135,8 @@ app = App(
     stream_buffer_maxsize=settings.stream_buffer_maxsize,
     broker_session_timeout=settings.session_timeout,
     broker_credentials=broker_credentials(settings),
+    # Restores a changelog batch at a time (stream/tables/recovery.py).
+    TableManager=TableManager,
 )
 
 

@@ -25,6 +25,9 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    and a partition is sought back only where this assignment fetched it.
 4. The producer's changelog buffer flushes what it held when asked
    (`SnapshotFlushBuffer`), so no commit overtakes table writes.
+5. A fetched batch of a changelog partition that the recovery service
+   restores by batches (stream/tables/recovery.py) goes to it whole, not
+   record by record through the conductor and the recovery's queue.
 
 Tried and dropped: rewinding never-committed partitions to their beginning
 during recovery. Recovery resumes the flow before that seek completes, and a
@@ -133,7 +136,10 @@ class Consumer(driver.Consumer):
         try:
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 return
-            for tp, record in self.scheduler.iterate(records):
+            each = self._restore_changelog_batches(
+                records, active_partitions, delivered, held, generation_id
+            )
+            for tp, record in self.scheduler.iterate(each):
                 if tp in held:
                     continue
                 if not self.flow_active or self.app.consumer_generation_id != generation_id:
@@ -157,11 +163,47 @@ class Consumer(driver.Consumer):
             if not self.should_stop:
                 await self._refetch(
                     {
-                        tp: (rest[0], recs[-1].offset)
+                        tp: (first, recs[-1].offset)
                         for tp, recs in records.items()
-                        if (rest := [r.offset for r in recs if r.offset > delivered.get(tp, -1)])
+                        if (first := _first_undelivered(recs, delivered.get(tp, -1))) is not None
                     }
                 )
+
+    def _restore_changelog_batches(
+        self,
+        records: RecordMap,
+        active_partitions: Set[TP] | None,
+        delivered: dict[TP, int],
+        held: set[TP],
+        generation_id: int,
+    ) -> RecordMap:
+        """Hand each changelog batch the recovery restores whole to it; the rest, per record.
+
+        A batch goes under the same conditions as a record (its partition
+        active, the flow on, the generation the fetch's); a batch that may
+        not go is held back and fetched again, like a record (see `getmany`).
+        Returns the batches left for the per-record path.
+        """
+        recovery = getattr(self.app.tables, "_recovery", None)
+        takes_batches = getattr(recovery, "takes_batches", None)
+        if active_partitions is None or takes_batches is None or recovery is None:
+            return records
+        rest: dict[TP, list[Any]] = {}
+        for tp, batch in records.items():
+            if not batch or not takes_batches(tp):
+                rest[tp] = batch
+            elif (
+                self.flow_active
+                and self.app.consumer_generation_id == generation_id
+                and (tp in active_partitions or tp in self._buffered_partitions)
+            ):
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                recovery.restore_records(tp, batch)
+                delivered[tp] = last = batch[-1].offset
+                self._read_offset[tp] = last
+            else:
+                held.add(tp)
+        return rest
 
     def _note_first(self, tp: TP, offset: int, generation_id: int) -> None:
         # One line per partition and generation: where delivery started. A
@@ -331,6 +373,20 @@ class Consumer(driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def _first_undelivered(records: list[Any], delivered: int) -> int | None:
+    """The offset of the first record above `delivered`, None if there is none.
+
+    Records are in offset order: a batch delivered whole (every changelog
+    batch restored at once) is settled by its last record, without a walk.
+    """
+    if not records or records[-1].offset <= delivered:
+        return None
+    for record in records:
+        if record.offset > delivered:
+            return cast(int, record.offset)
+    return None
 
 
 def _to_message(tp: TP, record: Any, generation_id: int) -> ConsumerMessage:

@@ -5,8 +5,11 @@ every contact on the partitions it owns (SPEC §3.7): a heap ordered by due
 time plus the current due time per contact, so an entry made stale by a later
 change is skipped when popped. It is rebuilt from the contacts table after
 every rebalance (reading each assigned partition's contacts once) and kept
-up to date by the contact agent on every write. Work per tick grows with the
-number of due items, not with the number of contacts.
+up to date by the contact agent on every write. The rebuild's scan runs while
+the agents already process (stream/agents/timers.py), so every change made
+between its start and its end (`begin_rebuild`, `finish_rebuild`) is kept
+over what the scan read. Work per tick grows with the number of due items,
+not with the number of contacts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ class DueIndex:
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []
         self._due: dict[str, int] = {}
+        # While a rebuild's scan runs: each contact changed since it began, and
+        # its due time then (None: none, or fired).
+        self._since_scan: dict[str, int | None] | None = None
 
     def __len__(self) -> int:
         return len(self._due)
@@ -34,6 +40,8 @@ class DueIndex:
 
     def schedule(self, key: str, due: int | None) -> None:
         """Set (or clear, with None) the next due time of a contact."""
+        if self._since_scan is not None:
+            self._since_scan[key] = due
         if due is None:
             self._due.pop(key, None)
             return
@@ -56,8 +64,36 @@ class DueIndex:
             if self._due.get(key) == due:
                 del self._due[key]
                 fired.append((key, due))
+                if self._since_scan is not None:
+                    self._since_scan[key] = None
         return fired
 
     def rebuild(self, entries: Iterable[tuple[str, int | None]]) -> None:
-        self._due = {key: due for key, due in entries if due is not None}
+        """Replace everything with `entries` (a scan of the table made now)."""
+        self.begin_rebuild()
+        self.finish_rebuild(entries)
+
+    def begin_rebuild(self) -> None:
+        """A scan of the table starts now: remember what changes until `finish_rebuild`.
+
+        A second call restarts the record (a rebalance during a rebuild
+        starts a new scan).
+        """
+        self._since_scan = {}
+
+    def finish_rebuild(self, entries: Iterable[tuple[str, int | None]]) -> None:
+        """Replace everything with the scan's `entries`, each change since it began on top.
+
+        The scan may have read a contact before or after a write made while
+        it ran; the change recorded by `schedule` (or a fired entry by
+        `pop_due`) is newer than either, so it wins.
+        """
+        due = {key: at for key, at in entries if at is not None}
+        for key, at in (self._since_scan or {}).items():
+            if at is None:
+                due.pop(key, None)
+            else:
+                due[key] = at
+        self._since_scan = None
+        self._due = due
         self._compact()

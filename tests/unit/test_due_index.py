@@ -44,3 +44,30 @@ def test_rescheduling_often_keeps_the_heap_proportional_to_the_contacts() -> Non
     fired = index.pop_due(10**9)
     assert [key for key, _ in fired] == [f"c{n}" for n in range(100)]
     assert [due for _, due in fired] == [2_000 + 19_900 + n for n in range(100)]
+
+
+def test_changes_made_while_a_rebuild_scans_win_over_what_the_scan_read() -> None:
+    index = DueIndex()
+    index.schedule("fired", 5)
+    index.begin_rebuild()
+    index.schedule("moved", 70)  # the scan may have read it before or after: 60
+    index.schedule("cleared", None)  # a write that leaves nothing due
+    index.schedule("new", 80)  # written after the scan passed its key
+    assert index.pop_due(10) == [("fired", 5)]  # its tick is on its way
+    index.finish_rebuild(
+        [("fired", 5), ("moved", 60), ("cleared", 40), ("kept", 50), ("none", None)]
+    )
+    assert len(index) == 3
+    assert index.pop_due(10**9) == [("kept", 50), ("moved", 70), ("new", 80)]
+
+
+def test_a_rebuild_started_again_forgets_the_changes_before_its_start() -> None:
+    index = DueIndex()
+    index.begin_rebuild()
+    index.schedule("old", 30)  # recorded by the first scan, which is abandoned
+    index.begin_rebuild()  # the second scan reads the table after that write
+    index.finish_rebuild([("other", 20)])
+    assert index.pop_due(10**9) == [("other", 20)]
+    index.schedule("later", 40)  # no rebuild running: nothing is recorded
+    index.finish_rebuild([])
+    assert index.pop_due(10**9) == []

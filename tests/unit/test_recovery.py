@@ -1,0 +1,177 @@
+"""stream/tables/recovery.py and the consumer's hand-over of changelog batches to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import rocksdict
+from faust.types import TP
+
+from stream.tables.recovery import records_past, write_changelog_batch
+from stream.transport import Consumer, _first_undelivered
+
+CHANGELOG = TP("cs-contacts-changelog", 1)
+SOURCE = TP("contact-ops", 1)
+
+
+def record(offset: int, key: bytes | None, value: bytes | None) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, key=key, value=value)
+
+
+def test_records_past_an_offset_keep_their_order_and_skip_what_was_restored() -> None:
+    batch = [record(n, b"k", b"v") for n in (4, 5, 7, 8)]
+    assert records_past(batch, None) is batch
+    assert records_past(batch, 3) is batch
+    assert [r.offset for r in records_past(batch, 5)] == [7, 8]
+    assert [r.offset for r in records_past(batch, 6)] == [7, 8]
+    assert records_past(batch, 8) == []
+    assert records_past([], 3) == []
+
+
+class FakeStore:
+    offset_key = b"__faust\0offset__"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.dbs: dict[int, rocksdict.Rdict] = {}
+
+    def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
+        if partition not in self.dbs:
+            options = rocksdict.Options(raw_mode=True)
+            options.create_if_missing(True)
+            self.dbs[partition] = rocksdict.Rdict(str(self.path / f"p{partition}"), options=options)
+        return self.dbs[partition]
+
+
+def contents(db: rocksdict.Rdict) -> dict[bytes, bytes]:
+    return {k: v for k, v in db.items() if k != FakeStore.offset_key}
+
+
+def test_a_batch_leaves_each_key_at_its_last_value_and_tombstones_delete(tmp_path: Path) -> None:
+    store = FakeStore(tmp_path)
+    first = [record(0, b"a", b"1"), record(1, b"b", b"1"), record(2, b"c", b"1")]
+    write_changelog_batch(store, CHANGELOG, first, 2)  # type: ignore[arg-type]
+    second = [
+        record(3, b"a", b"2"),
+        record(4, b"b", None),  # deletes a key of an earlier batch
+        record(5, b"d", b"1"),
+        record(6, b"d", None),  # and one written earlier in the same batch
+        record(7, b"c", None),
+        record(8, b"c", b"3"),  # a key written again after its tombstone
+    ]
+    write_changelog_batch(store, CHANGELOG, second, 8)  # type: ignore[arg-type]
+    db = store.dbs[CHANGELOG.partition]
+    assert contents(db) == {b"a": b"2", b"c": b"3"}
+    assert db[FakeStore.offset_key] == b"8"  # Faust's persisted offset, in the same write
+    assert list(store.dbs) == [CHANGELOG.partition]
+
+
+def test_a_record_without_a_key_is_refused_and_nothing_of_its_batch_is_written(
+    tmp_path: Path,
+) -> None:
+    store = FakeStore(tmp_path)
+    with pytest.raises(TypeError):
+        write_changelog_batch(
+            store,  # type: ignore[arg-type]
+            CHANGELOG,
+            [record(0, b"a", b"1"), record(1, None, b"x")],
+            1,
+        )
+    assert contents(store._db_for_partition(CHANGELOG.partition)) == {}
+
+
+class Restorer:
+    """What the consumer sees of the recovery service."""
+
+    def __init__(self, partitions: set[TP]) -> None:
+        self.partitions = partitions
+        self.restored: list[tuple[TP, list[int]]] = []
+
+    def takes_batches(self, tp: TP) -> bool:
+        return tp in self.partitions
+
+    def restore_records(self, tp: TP, records: list[Any]) -> None:
+        self.restored.append((tp, [r.offset for r in records]))
+
+
+def consumer(restorer: Restorer | None, *, flow: bool = True, generation: int = 3) -> Any:
+    return SimpleNamespace(
+        app=SimpleNamespace(
+            tables=SimpleNamespace(_recovery=restorer),
+            consumer_generation_id=generation,
+            monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
+        ),
+        flow_active=flow,
+        _buffered_partitions=set(),
+        highwater=lambda tp: 100,
+        _read_offset={},
+    )
+
+
+def batches() -> dict[TP, list[Any]]:
+    return {
+        CHANGELOG: [record(10, b"a", b"1"), record(11, b"b", b"1")],
+        SOURCE: [record(5, b"x", b"{}")],
+    }
+
+
+def test_a_changelog_batch_goes_whole_to_the_recovery_and_counts_as_delivered() -> None:
+    restorer = Restorer({CHANGELOG})
+    fake = consumer(restorer)
+    delivered: dict[TP, int] = {}
+    held: set[TP] = set()
+    rest = Consumer._restore_changelog_batches(
+        fake, batches(), {CHANGELOG, SOURCE}, delivered, held, 3
+    )
+    assert restorer.restored == [(CHANGELOG, [10, 11])]
+    assert list(rest) == [SOURCE]  # the source records go one by one, as before
+    assert delivered == {CHANGELOG: 11}
+    assert fake._read_offset == {CHANGELOG: 11}
+    assert held == set()
+
+
+@pytest.mark.parametrize(
+    ("active", "flow", "generation"),
+    [
+        ({SOURCE}, True, 3),  # the changelog partition is paused
+        ({CHANGELOG, SOURCE}, False, 3),  # the flow stopped (a rebalance)
+        ({CHANGELOG, SOURCE}, True, 4),  # fetched under the previous generation
+    ],
+)
+def test_a_changelog_batch_that_may_not_be_delivered_is_held_back_not_restored(
+    active: set[TP], flow: bool, generation: int
+) -> None:
+    restorer = Restorer({CHANGELOG})
+    fake = consumer(restorer, flow=flow, generation=generation)
+    delivered: dict[TP, int] = {}
+    held: set[TP] = set()
+    rest = Consumer._restore_changelog_batches(fake, batches(), active, delivered, held, 3)
+    assert restorer.restored == []
+    assert held == {CHANGELOG}  # getmany seeks it back to its first record
+    assert CHANGELOG not in rest
+    assert delivered == {}
+
+
+def test_without_a_batch_restorer_every_record_goes_the_per_record_way() -> None:
+    for restorer in (None, Restorer(set())):
+        delivered: dict[TP, int] = {}
+        held: set[TP] = set()
+        records = batches()
+        rest = Consumer._restore_changelog_batches(
+            consumer(restorer), records, {CHANGELOG, SOURCE}, delivered, held, 3
+        )
+        assert rest == records
+        assert delivered == {}
+        assert held == set()
+
+
+def test_the_first_undelivered_record_of_a_batch() -> None:
+    batch = [record(n, b"k", b"v") for n in (4, 5, 7, 8)]
+    assert _first_undelivered(batch, -1) == 4
+    assert _first_undelivered(batch, 5) == 7
+    assert _first_undelivered(batch, 6) == 7
+    assert _first_undelivered(batch, 8) is None  # delivered whole
+    assert _first_undelivered([], -1) is None
