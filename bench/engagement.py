@@ -925,7 +925,7 @@ async def bench(args: argparse.Namespace) -> int:
         )
         say(f"produced {args.events:,} inputs in {result['inputs']['seconds']:.1f} s")
         await outputs.start()
-        worker = start_worker(run, workdir, args.partitions, log_level="warn")
+        worker = start_worker(run, workdir, args.partitions, log_level=args.worker_log_level)
         say(f"worker pid {worker.process.pid} started (-l warn, {SOURCE})")
         t = await throughput_phase(run, names, args, outputs, worker, result, redis)
         t.of_raw = (t.inputs_per_s or 0) / raw
@@ -1047,6 +1047,11 @@ def main() -> None:
     )
     parser.add_argument("--latency-seconds", dest="latency_s", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=1800.0, help="for the inputs to come out")
+    parser.add_argument(
+        "--worker-log-level",
+        default="warn",
+        help="the worker's -l (info shows recovery's steps, e.g. to diagnose a stall)",
+    )
     add_run_args(parser)
     args = parser.parse_args()
     if args.latency == []:
