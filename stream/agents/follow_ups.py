@@ -57,7 +57,6 @@ class FollowUps:
         self._lock = asyncio.Lock()  # one sender at a time: the pump or a drain
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
-        self.flushes = 0  # how many flushes served the entries (for tests and the bench)
 
     @property
     def backlog(self) -> int:
@@ -91,9 +90,7 @@ class FollowUps:
             try:
                 async with self._lock:
                     await self._send_pending()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # not a cancellation: that is a BaseException
                 # Unsent follow-ups stay pending, and every commit drains them
                 # first: nothing is committed past them. The worker stops.
                 log.error("sending follow-ups failed: %s", type(exc).__name__)
@@ -104,7 +101,6 @@ class FollowUps:
         while self._pending:
             count = len(self._pending)  # what the flush below makes safe to send
             await self._flush()
-            self.flushes += 1
             # Removed one by one as each is sent: a cancelled or failed send
             # leaves the rest (and itself) for the next drain.
             for _ in range(count):

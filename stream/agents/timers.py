@@ -78,9 +78,7 @@ async def _scan_into_index() -> None:
                 await asyncio.sleep(0)
                 if app.should_stop:  # a worker stopping does not wait for the scan
                     return
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # not a cancellation (a new rebalance): a BaseException
         # As when it ran inside the rebalance: the worker stops (timers
         # would silently not fire). Not the message: it may quote a value.
         log.critical("due index rebuild failed with %s", type(exc).__name__)
