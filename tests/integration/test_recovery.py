@@ -120,3 +120,23 @@ async def test_restored_tables_equal_the_changelogs_last_values_cold_then_warm(
     worker.stop()
     assert "Error in recovery" not in worker.log_text()
     check(env.tmp_path / "data", expected, ends)
+
+
+async def test_a_worker_killed_right_after_its_restore_keeps_every_restored_record(
+    env: Env, servers: Servers, producer: AIOKafkaProducer
+) -> None:
+    """The restore writes without RocksDB's write-ahead log and flushes when it ends
+    (stream/tables/recovery.py): a SIGKILL once the worker is ready, before any
+    close could flush, must find every record and its offset on disk."""
+    topic = f"cs-{env.prefix}-contacts-changelog"
+    await create_changelog(servers, topic)
+    expected: list[dict[bytes, bytes]] = [{} for _ in range(PARTITIONS)]
+    ends = [0] * PARTITIONS
+    await write(producer, topic, batch(random.Random(12), 1, 8_000), expected, ends)
+
+    worker = await env.started_worker("data")
+    worker.kill()
+    log = worker.log_text()
+    assert re.search(r"flushed [1-4] restored partitions", log)
+    assert "Error in recovery" not in log
+    check(env.tmp_path / "data", expected, ends)

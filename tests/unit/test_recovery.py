@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -81,6 +83,51 @@ def test_a_record_without_a_key_is_refused_and_nothing_of_its_batch_is_written(
             1,
         )
     assert contents(store._db_for_partition(CHANGELOG.partition)) == {}
+
+
+UNLOGGED_WRITER = """
+import os, sys
+from pathlib import Path
+from types import SimpleNamespace
+from faust.types import TP
+from tests.unit.test_recovery import FakeStore, record
+from stream.tables.recovery import write_changelog_batch
+
+store = FakeStore(Path(sys.argv[1]))
+tp = TP("cs-contacts-changelog", 0)
+write_changelog_batch(store, tp, [record(0, b"a", b"1")], 0)  # logged
+batch = [record(1, b"b", b"2"), record(2, b"a", None)]
+write_changelog_batch(store, tp, batch, 2, logged=False)
+if sys.argv[2] == "flush":
+    store.dbs[0].flush(True)
+if sys.argv[2] == "close":
+    store.dbs[0].close()
+    sys.exit(0)
+os._exit(0)  # as a SIGKILL: no close, no destructor
+"""
+
+
+@pytest.mark.parametrize("end", ["kill", "flush", "close"])
+def test_unlogged_batches_survive_a_flush_or_a_close_and_a_kill_loses_them_with_their_offset(
+    tmp_path: Path, end: str
+) -> None:
+    """A restore writes without the write-ahead log (stream/tables/recovery.py): a
+    worker killed before the flush must come back at the last logged batch, its
+    offset included, never with an offset past the data it kept."""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", UNLOGGED_WRITER, str(tmp_path), end], cwd=root, check=True
+    )
+    db = FakeStore(tmp_path)._db_for_partition(0)
+    try:
+        if end == "kill":
+            assert contents(db) == {b"a": b"1"}
+            assert db[FakeStore.offset_key] == b"0"
+        else:
+            assert contents(db) == {b"b": b"2"}
+            assert db[FakeStore.offset_key] == b"2"
+    finally:
+        db.close()
 
 
 class Restorer:
