@@ -35,6 +35,10 @@ OPERATION_SECONDS = Histogram(
 PARKED = Counter(
     "cs_parked", "operations that waited behind a lock (identifier) or a merge (contact)", ["on"]
 )
+LOOKUPS_LOCAL = Counter(
+    "cs_lookups_local",
+    "engagements sent to their contact without the lookup hop (the identifier's entry read here)",
+)
 TICKS = Counter("cs_timer_ticks", "timer ticks sent for due transitions")
 QUOTA_OPS = Counter("cs_quota_ops", "quota operations applied, per kind", ["kind"])
 QUOTA_REFUSED = Counter("cs_quota_refused", "slot requests refused: the tenant's limit was reached")

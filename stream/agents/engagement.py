@@ -16,7 +16,7 @@ from typing import Any
 from faust.types import StreamT
 
 from stream import metrics
-from stream.agents.identity import send_contact_op, send_identity_op
+from stream.agents.identity import send_contact_op, send_engagement
 from stream.agents.output import origin_of, send_dead_letter
 from stream.app import app
 from stream.domain.contact import derive_contact_id
@@ -97,4 +97,4 @@ async def route_engagements(stream: StreamT[bytes]) -> None:
                 event, "no_valid_identifier", "the email or phone is invalid or blocked"
             )
             continue
-        await send_identity_op(key, {**operation, "kind": "lookup"})
+        await send_engagement(key, operation)

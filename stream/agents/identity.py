@@ -8,6 +8,8 @@ The contact partition sends `unlock` back to each identifier when done.
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ from stream.domain.contact import derive_contact_id
 from stream.domain.identity import find_match
 from stream.domain.locking import Entry, lock_order, lookup, release, unlock, visit
 from stream.domain.normalize import Identifier, Kind, Normalized
+from stream.tables.base import active_get
 from stream.tables.contacts import contact_key
 from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
 from stream.topics import contact_ops_topic, identity_ops_topic, send_raw
@@ -27,6 +30,58 @@ from stream.topics import contact_ops_topic, identity_ops_topic, send_raw
 
 async def send_identity_op(key: str, message: dict[str, Any]) -> None:
     await send_raw(identity_ops_topic, key.encode(), orjson.dumps({**message, "key": key}))
+
+
+# Lookups this process sent through the identity hop for identifiers whose
+# partition it holds, still in flight (by identity key): while one is, a
+# later engagement for the identifier takes the hop too, behind it.
+_lookups_in_flight: Counter[str] = Counter()
+# Marks this process's counted lookups; a lookup of another process (or of
+# this one before a restart) is not counted here.
+_LOOKUP_MARK = uuid.uuid4().hex[:12]
+# The rebalance generation the count is of: a rebalance may move the
+# partitions the counted lookups went to, and their answers with them, so
+# the count starts again (around a rebalance an engagement may overtake an
+# earlier one of the same identifier, as after a crash).
+_lookups_generation = -1
+
+
+async def send_engagement(key: str, operation: dict[str, Any]) -> None:
+    """An engagement by email or phone to its contact: read here, or through the lookup hop.
+
+    Read here when this worker holds the identifier's partition as active and
+    settled (`active_get`), the entry has an owner, no lock and nobody
+    parked, and no lookup of ours for it is still in flight: the hop would
+    find the same entry and send the engagement on to the same contact, so
+    it goes there at once (docs/architecture.md, engagement path). Else it
+    takes the hop; a lookup sent because the entry here was busy, or behind
+    one that was, is counted in flight until the hop answers it, so a later
+    engagement for the identifier cannot overtake it.
+    """
+    global _lookups_generation
+    if app.consumer_generation_id != _lookups_generation:
+        _lookups_in_flight.clear()
+        _lookups_generation = app.consumer_generation_id
+    counted = key in _lookups_in_flight
+    if not counted and (raw := active_get(identities, key)) is not None:
+        entry = decode_entry(raw)
+        if entry.lock is None and not entry.parked and entry.owner is not None:
+            metrics.LOOKUPS_LOCAL.inc()
+            await send_contact_op({**operation, "target": entry.owner})
+            return
+        counted = True
+    message = {**operation, "kind": "lookup"}
+    if counted:
+        _lookups_in_flight[key] += 1
+        message["mark"] = _LOOKUP_MARK
+    await send_identity_op(key, message)
+
+
+def _lookup_answered(key: str, message: dict[str, Any]) -> None:
+    if message.get("mark") == _LOOKUP_MARK and key in _lookups_in_flight:
+        _lookups_in_flight[key] -= 1
+        if _lookups_in_flight[key] <= 0:
+            del _lookups_in_flight[key]
 
 
 async def send_contact_op(operation: dict[str, Any]) -> None:
@@ -85,6 +140,7 @@ async def resolve_identity(stream: StreamT[bytes]) -> None:
             result = lookup(entry, message["op"], message)
             _store(key, entry, result.entry)
             if not result.parked:
+                _lookup_answered(key, message)
                 await _after_lookup(message, result.owner)
         elif message["kind"] == "release":
             _store(key, entry, release(entry, message["contact"]))
@@ -120,7 +176,7 @@ async def _after_lookup(message: dict[str, Any], owner: str | None) -> None:
             message["origin"], "unknown_contact", "no contact holds this email or phone"
         )
         return
-    operation = {k: v for k, v in message.items() if k != "key"}
+    operation = {k: v for k, v in message.items() if k not in ("key", "mark")}
     await send_contact_op({**operation, "kind": "engagement", "target": owner})
 
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import faust
 from faust.stores.rocksdb import Store as RocksDBStore
-from faust.types import TableT
+from faust.types import TP, TableT
 
 from stream.app import app, settings
 
@@ -56,6 +56,43 @@ def bytes_table(name: str, help_text: str) -> TableT[str, bytes]:
         help=help_text,
     )
     return cast(TableT[str, bytes], app.tables.add(table))
+
+
+_actives: tuple[int, frozenset[TP]] = (-1, frozenset())
+
+
+def active_partitions() -> frozenset[TP]:
+    """The partitions this worker holds as active, rebuilt once per rebalance generation."""
+    global _actives
+    generation = app.consumer_generation_id
+    if _actives[0] != generation:
+        _actives = (generation, frozenset(app.assignor.assigned_actives()))
+    return _actives[1]
+
+
+def active_get(table: TableT[str, bytes], key: str) -> bytes | None:
+    """The key's value, if this worker holds its partition as active and settled; else None.
+
+    For a reader outside the agent that writes the table (its partition not
+    the reader's event's): the value is read from whichever partition
+    database has the key, and given only if that partition is an active
+    one of this worker, no rebalance is under way and no recovery is
+    running. A standby's copy, a partition being restored or one held by
+    another worker gives None, as does a store other than RocksDB.
+    """
+    store = table.data
+    if not (isinstance(store, RocksDBStore) and store.use_rocksdict):
+        return None
+    # Faust's recovery sets `app.in_recovery` while it restores.
+    if app.rebalancing or getattr(app, "in_recovery", False):
+        return None
+    raw = store._encode_key(key)
+    for partition, db in store._dbs.items():
+        value = db.get(raw)
+        if value is not None:
+            changelog = TP(table.changelog_topic.get_topic_name(), partition)
+            return value if changelog in active_partitions() else None
+    return None
 
 
 def scan_items(table: TableT[str, bytes]) -> Iterator[tuple[bytes | str, bytes]]:
