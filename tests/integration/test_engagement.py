@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Env, send_json
+from tests.integration.conftest import Env, send_json, wait_for
 from tests.integration.test_commands import command
+from tests.integration.test_http import scrape
 from tests.integration.test_identity_races import send_all, two_workers
 from tests.integration.test_intake_path import intake, of_type
 
@@ -28,7 +29,7 @@ def engagement(tenant: str, event_type: str, **address: Any) -> dict[str, Any]:
 async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_tier(
     env: Env, producer, reader
 ) -> None:
-    await env.started_worker()
+    worker = await env.started_worker()
     changes = await reader(env.topic("contacts.changes.v1"))
     dead = await reader(env.topic("contacts.deadletter.v1"))
     topic = env.topic("contacts.engagement.v1")
@@ -38,6 +39,12 @@ async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_t
         intake("acme", ["ana@example.com"], ["600111222"]),
     )
     ana = (await changes.wait_until(lambda v: len(v) >= 1))[0]["contact_id"]
+    metrics = f"http://127.0.0.1:{worker.env['CS_WEB_PORT']}/metrics"
+
+    async def unlocked() -> bool:  # the intake's unlocks are out: both entries settled
+        return (await scrape(metrics))["cs_identity_locks_held"] == 0
+
+    await wait_for(unlocked, 30, what="the intake's identifier locks released")
 
     await send_json(producer, topic, engagement("acme", "open", email="ANA@example.com"))
     values = await changes.wait_until(lambda v: len(v) >= 3)
@@ -53,6 +60,9 @@ async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_t
     values = await changes.wait_until(lambda v: len(of_type(v, "engagement.scored")) >= 3)
     scores = sorted(c["data"]["score"] for c in of_type(values, "engagement.scored"))
     assert scores[-1] == pytest.approx(30.0)  # 5 + 10 + 15, all at one time: no decay
+    # One worker holds every partition and both entries were settled: the email
+    # and the phone were read in place, without the lookup hop.
+    assert (await scrape(metrics))["cs_lookups_local_total"] == 2
 
     # Nobody owns it, an unknown id, and a blocked address: dead letters, nothing lost.
     await send_json(producer, topic, engagement("acme", "open", email="nobody@example.com"))
