@@ -1,6 +1,7 @@
 """What an operation did to a contact, recorded so a redelivered one repeats it exactly.
 
-Each operation on a contact partition stores two records: the applied record
+Each operation on a contact partition stores two records (their changelog
+records sent when the operation ends, stream/tables/changelog.py): the applied record
 (its change events, the messages it sends after, and the contact's new state)
 and the contact itself. A worker killed before its offset is committed gets
 the operation again; the applied record makes it publish the same changes
@@ -22,6 +23,7 @@ import orjson
 
 from stream.agents.timers import due_index, due_time
 from stream.domain.contact import Contact
+from stream.tables.changelog import contact_writes
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_events, contact_key, contacts
 
@@ -40,7 +42,7 @@ def store(
     if contact is None:
         return
     key = contact_key(tenant, contact_id)
-    contacts[key] = encode_contact(contact) if encoded is None else encoded
+    contact_writes.set(contacts, key, encode_contact(contact) if encoded is None else encoded)
     due_index.schedule(key, due_time(contact))
 
 
@@ -56,15 +58,19 @@ def record(
     """The applied record, then the contact: in this order (module docstring)."""
     # Encoded once: the record's `state` and the contact's table value are the same bytes.
     encoded = None if contact is None else encode_contact(contact)
-    applied_events[seen_key] = orjson.dumps(
-        {
-            "at": at,
-            "op": operation["op"],
-            "contact": contact_id,
-            "changes": changes,
-            "after": after,
-            "state": None if encoded is None else encoded.decode(),
-        }
+    contact_writes.set(
+        applied_events,
+        seen_key,
+        orjson.dumps(
+            {
+                "at": at,
+                "op": operation["op"],
+                "contact": contact_id,
+                "changes": changes,
+                "after": after,
+                "state": None if encoded is None else encoded.decode(),
+            }
+        ),
     )
     if contact is not None:
         store(contact.tenant_id, contact_id, contact, encoded)

@@ -53,6 +53,7 @@ from stream.domain.engagement import EngagementConfig
 from stream.domain.identity import IdentityConfig, Intake, Origin, apply_intake
 from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
+from stream.tables.changelog import contact_writes
 from stream.tables.contacts import applied_key, contact_key
 from stream.tables.identities import identity_key
 from stream.tables.quota import grant_from, quota_message
@@ -183,7 +184,13 @@ async def apply_contact_ops(stream: StreamT[bytes]) -> None:
         # Everything _apply did (tables, changes, snapshot) is flushed before
         # its follow-ups go out: no identifier is released to the next
         # operation before the contact's state is durable.
-        follow_ups.put(await _apply(operation, offset))
+        try:
+            after = await _apply(operation, offset)
+        finally:
+            # The operation's table records, before its follow-ups: the pump's
+            # flush must cover them (stream/tables/changelog.py).
+            await contact_writes.send()
+        follow_ups.put(after)
         if merging or follow_ups.backlog > FOLLOW_UPS_LIMIT:
             await follow_ups.drain()
         metrics.child(metrics.OPERATION_SECONDS, operation["kind"]).observe(
