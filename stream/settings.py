@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     )
     # Faust's default is 1 MiB. 4 MiB: a cold start restoring 1 M contacts
     # fetched ~5,000 records per round trip to the consumer thread at 1 MiB
-    # (bench/recovery.py: 9.5-11.1 s -> 9.1-9.9 s with this alone; docs/performance.md).
+    # (cold starts by hand: 9.45-11.08 s -> 9.11-9.86 s to ready with this
+    # alone; docs/performance.md, session 20).
     consumer_max_fetch_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="bytes fetched per partition per fetch request"
     )
