@@ -90,6 +90,17 @@ async def ensure_topics() -> None:
     missing changelog made a broker with `auto.create.topics.enable` create
     it with the broker's default partition count, and the table then failed
     with PartitionsMismatch (seen in the crash test).
+
+    Faust's leader-election topic (`<app id>-__assignor-__leader`, one
+    partition) is created here as well, and the call returns once every
+    topic it created has a leader in the broker's metadata. Faust created
+    that topic itself moments before its consumer subscribed; when the
+    subscription's metadata missed it ("not found in cluster metadata", 95
+    of 152 worker starts of one test run once the tenant-config follower
+    started beside the app), the group leader saw it appear at the next
+    metadata refresh (5 min later) and rejoined: a rebalance, and a full
+    rebuild of the due index, on every first start (bench/timers.py at
+    1 M: timers up to 35 s late).
     """
     changelogs = [(table.changelog_topic_name, True) for table in app.tables.values()]
     admin = AIOKafkaAdminClient(
@@ -98,22 +109,47 @@ async def ensure_topics() -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        wanted = [
+            (name, settings.partitions, compacted) for name, compacted in (*ALL_TOPICS, *changelogs)
+        ]
+        wanted.append((f"{app.conf.id}-__assignor-__leader", 1, False))
         missing = [
             NewTopic(
                 name,
-                num_partitions=settings.partitions,
+                num_partitions=partitions,
                 replication_factor=settings.replication_factor,
                 topic_configs={"cleanup.policy": "compact"} if compacted else {},
             )
-            for name, compacted in (*ALL_TOPICS, *changelogs)
+            for name, partitions, compacted in wanted
             if name not in existing
         ]
         if missing:
             # Another worker may create them first.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+            await _wait_for_leaders(admin, [topic.name for topic in missing])
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Until every partition of `names` has a leader in the broker's metadata (at most 10 s)."""
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while True:
+        described = await admin.describe_topics(names)
+        waiting = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"] != 0
+            or not topic["partitions"]
+            or any(partition["leader"] < 0 for partition in topic["partitions"])
+        ]
+        if not waiting:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("topics created but without a leader after 10 s: %s", waiting)
+            return
+        await asyncio.sleep(0.05)
 
 
 async def send_raw(topic: TopicT, key: bytes | None, value: bytes) -> None:

@@ -139,4 +139,5 @@ async def test_a_worker_killed_right_after_its_restore_keeps_every_restored_reco
     log = worker.log_text()
     assert re.search(r"flushed [1-4] restored partitions", log)
     assert "Error in recovery" not in log
+    assert "not found in cluster metadata" not in log  # stream/topics.py, ensure_topics
     check(env.tmp_path / "data", expected, ends)
