@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faust.assignor import LeaderAssignor
 from faust.types import TopicT
 
 from stream.app import app, settings
@@ -112,7 +113,9 @@ async def ensure_topics() -> None:
         wanted = [
             (name, settings.partitions, compacted) for name, compacted in (*ALL_TOPICS, *changelogs)
         ]
-        wanted.append((f"{app.conf.id}-__assignor-__leader", 1, False))
+        if not app.conf.topic_disable_leader:
+            leader = cast(LeaderAssignor, app._leader_assignor)._leader_topic_name
+            wanted.append((leader, 1, False))
         missing = [
             NewTopic(
                 name,
