@@ -162,16 +162,18 @@ def apply_engagement(
     machine = machine_open and event_type == "open"
     interaction = event_type in INTERACTIONS and not machine
     key = MACHINE_OPEN if machine else event_type
+    last_engagement_at = state.last_engagement_at
+    if interaction:
+        last_engagement_at = _later(last_engagement_at, occurred_at)
+    sends = (*state.sends, occurred_at) if event_type == "sent" else state.sends
+    # One `replace` for all of it (each costs microseconds on the engagement path).
     s = replace(
         state,
         activity=_latest(state.activity, key, occurred_at),
         last_activity_at=_later(state.last_activity_at, occurred_at),
+        last_engagement_at=last_engagement_at,
+        sends=_pruned(sends, _later(last_engagement_at, state.activated_at_latest)),
     )
-    if interaction:
-        s = replace(s, last_engagement_at=_later(s.last_engagement_at, occurred_at))
-    if event_type == "sent":
-        s = replace(s, sends=(*s.sends, occurred_at))
-    s = _prune_sends(s)
     points = 0
     # With the module off nothing is scored, but times and activity still move.
     if config.marketing_module and not machine:
@@ -381,8 +383,12 @@ def _decay_due(s: Engagement, config: EngagementConfig, since: int) -> int | Non
 
 
 def _prune_sends(s: Engagement) -> Engagement:
-    ref = _later(s.last_engagement_at, s.activated_at_latest)
-    return replace(s, sends=tuple(sorted(t for t in s.sends if ref is None or t > ref)))
+    return replace(s, sends=_pruned(s.sends, _later(s.last_engagement_at, s.activated_at_latest)))
+
+
+def _pruned(sends: tuple[int, ...], ref: int | None) -> tuple[int, ...]:
+    """The sends later than `ref` (the last interaction or activation), sorted."""
+    return tuple(sorted(t for t in sends if ref is None or t > ref))
 
 
 def _latest(activity: Activity, key: str, at: int) -> Activity:

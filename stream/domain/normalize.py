@@ -59,6 +59,14 @@ class Normalized:
         )
 
 
+# Normalizing is pure and slow (email-validator: ~32 µs an email, phonenumbers
+# ~27 µs a phone), and engagement events name the same contacts again and
+# again: the last this many raw values of each kind are remembered (~32 MB
+# when full of emails; bench/hotpath.py, docs/performance.md).
+NORMALIZED_CACHE = 1 << 17
+
+
+@lru_cache(maxsize=NORMALIZED_CACHE)
 def normalize_email(raw: str) -> str | None:
     """Trimmed, lower-cased, IDNA domain, syntax-checked; None when invalid."""
     candidate = raw.strip()
@@ -73,6 +81,7 @@ def normalize_email(raw: str) -> str | None:
     return f"{local}@{domain}".lower()
 
 
+@lru_cache(maxsize=NORMALIZED_CACHE)
 def normalize_phone(raw: str, region: str) -> str | None:
     """E.164 of a valid number parsed with `region`; None when invalid."""
     candidate = raw.strip()

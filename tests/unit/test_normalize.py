@@ -78,3 +78,16 @@ def test_identifiers_repeated_within_one_input_count_once_and_rejects_are_listed
 def test_mask_never_shows_a_full_email_or_phone() -> None:
     assert "ana@example.com" not in mask("ana@example.com")
     assert "+34600111222" not in mask("+34600111222")
+
+
+def test_a_remembered_normalization_is_the_one_computed_for_the_same_raw_value() -> None:
+    emails = ["  Ana@Example.COM ", "jose@bücher.de", "not-an-email", ""]
+    phones = [("600 111 222", "ES"), ("600 111 222", "US"), ("12", "ES")]
+    for _ in range(2):  # the second round reads the cache
+        for raw in emails:
+            assert normalize_email(raw) == normalize_email.__wrapped__(raw)
+        for raw, region in phones:
+            # The region is part of what is remembered: the same digits differ by it.
+            assert normalize_phone(raw, region) == normalize_phone.__wrapped__(raw, region)
+    assert normalize_phone("600 111 222", "ES") != normalize_phone("600 111 222", "US")
+    assert normalize_email.cache_info().hits >= len(emails)
