@@ -91,6 +91,8 @@ class App(faust.App):
 
         logmask.install()  # the worker's handlers exist by now, whatever their order
         diagnostics.install(self)
+        if settings.loop_stats_seconds:
+            diagnostics.LoopStats(settings.loop_stats_seconds).install()
         if not self.client_only:
             open_local_state(self.conf.tabledir)
         await ensure_topics()

@@ -17,6 +17,8 @@ import gc
 import inspect
 import logging
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -141,3 +143,87 @@ def install(app: Any) -> None:
             log.exception("state on SIGUSR2 failed")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
+
+
+class LoopStats:
+    """`CS_LOOP_STATS_SECONDS`: each thread's event loop logs how busy it is, that often.
+
+    Per thread with a running loop (the main one, and Faust's consumer
+    thread): loop iterations per second, callbacks run per iteration, the
+    thread's CPU share, and the share of wall time spent inside `select`
+    (waiting for I/O or a timer). A loop near 100 % CPU and ~0 % in select
+    is the worker's bottleneck (docs/performance.md, session 21). Opt-in: it
+    wraps `BaseEventLoop._run_once`, which costs ~1 µs an iteration.
+    """
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._threads: dict[int, dict[str, float]] = {}
+        self._original: Any = None
+
+    def install(self) -> None:
+        if self._original is not None:
+            return
+        original = self._original = asyncio.BaseEventLoop._run_once  # type: ignore[attr-defined]
+        stats = self
+
+        def run_once(loop: Any) -> None:
+            st = stats._state(loop)
+            st["iterations"] += 1
+            st["callbacks"] += len(loop._ready)
+            original(loop)
+            now = time.monotonic()
+            if now - st["since"] >= stats.every:
+                stats._report(st, now)
+
+        asyncio.BaseEventLoop._run_once = run_once  # type: ignore[attr-defined]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            asyncio.BaseEventLoop._run_once = self._original  # type: ignore[attr-defined]
+            self._original = None
+
+    def _state(self, loop: Any) -> dict[str, float]:
+        ident = threading.get_ident()
+        st = self._threads.get(ident)
+        if st is None:
+            st = self._threads[ident] = self._fresh(time.monotonic())
+        selector = loop._selector
+        if not getattr(selector, "_cs_timed", False):
+            select = selector.select
+
+            def timed(timeout: float | None = None) -> Any:
+                started = time.monotonic()
+                try:
+                    return select(timeout)
+                finally:
+                    self._threads[threading.get_ident()]["select"] += time.monotonic() - started
+
+            selector.select = timed
+            selector._cs_timed = True
+        return st
+
+    @staticmethod
+    def _fresh(now: float) -> dict[str, float]:
+        return {
+            "since": now,
+            "cpu": time.thread_time(),
+            "iterations": 0,
+            "callbacks": 0,
+            "select": 0.0,
+        }
+
+    def _report(self, st: dict[str, float], now: float) -> None:
+        wall = now - st["since"]
+        iterations = st["iterations"]
+        log.warning(
+            "loop stats of thread %s over %.1f s: %.0f iterations/s, %.1f callbacks each,"
+            " CPU %.0f %%, in select %.0f %%",
+            threading.current_thread().name,
+            wall,
+            iterations / wall,
+            st["callbacks"] / max(1, iterations),
+            100 * (time.thread_time() - st["cpu"]) / wall,
+            100 * st["select"] / wall,
+        )
+        st.update(self._fresh(now))

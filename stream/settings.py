@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="keep Faust's Monitor sensor (its per-event statistics; ~3 % of the CPU)",
     )
     projection_retry_max: float = Field(5.0, gt=0, description="max seconds between Redis retries")
+    loop_stats_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="log each thread's event-loop load this often (0: off; stream/diagnostics.py)",
+    )
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
