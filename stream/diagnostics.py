@@ -8,6 +8,9 @@ async generators, which asyncio's own task dumps cut off), per partition
 where Faust has read, acked and committed and where aiokafka fetches, and
 what every waiting task of the loop awaits (the fetch loop among them).
 Offsets and partition numbers only: no record content reaches the log.
+
+`CS_LOOP_STATS_SECONDS` (`LoopStats`): how busy each thread's event loop is,
+logged periodically, for a worker that falls behind without being stuck.
 """
 
 from __future__ import annotations
@@ -153,7 +156,8 @@ class LoopStats:
     thread's CPU share, and the share of wall time spent inside `select`
     (waiting for I/O or a timer). A loop near 100 % CPU and ~0 % in select
     is the worker's bottleneck (docs/performance.md, session 21). Opt-in: it
-    wraps `BaseEventLoop._run_once`, which costs ~1 µs an iteration.
+    wraps asyncio's private `BaseEventLoop._run_once` (~1.4 µs more per
+    iteration, measured beside a test run).
     """
 
     def __init__(self, every: float) -> None:
