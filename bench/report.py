@@ -275,6 +275,26 @@ def summary(run: dict[str, Any]) -> list[Row]:
         )
     else:
         rows.append(missing("import burst", "—", run, "import_burst"))
+
+    # 8. The engagement path's own Python steps (no target: where the product's share stands).
+    hot = result(run, "hotpath")
+    if dig(hot, "total_us") is not None:
+        steps = dig(hot, "us") or {}
+        rows.append(
+            Row(
+                "the engagement path's own steps (bench/hotpath.py)",
+                f"{hot['total_us']:,.1f} µs per engagement",
+                f"{steps.get('baseline: orjson.loads of the input', 0):.2f} µs (orjson.loads)",
+                f"{hot['total_ratio']:.0f}x",
+                "—",
+                None,
+                f"normalize {steps.get('normalize the email', 0):.1f} µs, domain "
+                f"{steps.get('domain: due timers + engagement', 0):.1f} µs; "
+                f"no Kafka, RocksDB or Redis; best of {hot['repeats']} x {hot['rounds']:,}",
+            )
+        )
+    else:
+        rows.append(missing("the engagement path's own steps", "—", run, "hotpath"))
     return rows
 
 

@@ -16,7 +16,8 @@ What one run does:
 2. the benches, one after the other, each writing its figures with
    `--out`: bench/empty_agent.py (raw aiokafka passthrough, an empty Faust
    agent on the stock transport and on ours), bench/quix_scoring.py (the
-   scoring step on Quix Streams), bench/engagement.py (the engagement
+   scoring step on Quix Streams), bench/hotpath.py (the engagement path's
+   own Python steps, no broker), bench/engagement.py (the engagement
    workload, then latency at a fixed 2,000 events/s), bench/timers.py (N
    contacts with a deadline), and bench/import_burst.py and
    bench/recovery.py when they exist (a missing one is reported missing);
@@ -61,7 +62,15 @@ STACK_ENV = {
 }
 LATENCY_RATE = 2000  # events/s of the latency target
 CURRENT: list[subprocess.Popen[str]] = []  # the bench running now, for SIGTERM
-ORDER = ("empty_agent", "quix_scoring", "engagement", "timers", "import_burst", "recovery")
+ORDER = (
+    "empty_agent",
+    "quix_scoring",
+    "hotpath",
+    "engagement",
+    "timers",
+    "import_burst",
+    "recovery",
+)
 
 
 def say(text: str) -> None:
@@ -134,6 +143,14 @@ def bench_commands(sizes: Sizes, out_dir: Path, ref: str | None) -> dict[str, li
             str(sizes.contacts),
             "--events",
             str(sizes.events),
+        ],
+        # No broker: the router's and the contact agent's own Python steps.
+        "hotpath": [
+            py,
+            str(BENCH / "hotpath.py"),
+            "--rounds",
+            "2000" if sizes.quick else "20000",
+            *refs,
         ],
         "engagement": [
             py,
