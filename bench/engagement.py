@@ -397,16 +397,29 @@ def stack_pids() -> dict[str, int]:
     return out
 
 
+# Workers started beside the first with `--workers N` (the figures' "worker" is their sum).
+EXTRA_WORKERS: list[Worker] = []
+
+
+def check_workers(worker: Worker) -> None:
+    """Raise if the worker, or one started beside it, has exited."""
+    for each in (worker, *EXTRA_WORKERS):
+        each.check()
+
+
 def cpu_times(worker_pid: int | None) -> dict[str, float]:
-    """CPU seconds so far of the worker, broker, Redis, this bench, and the machine."""
+    """CPU seconds so far of the worker(s), broker, Redis, this bench, and the machine."""
     out: dict[str, float] = {"at": time.time()}
     pids = {**stack_pids(), "bench": os.getpid()}
-    if worker_pid is not None:
-        pids["worker"] = worker_pid
     for name, pid in pids.items():
         cpu = proc_status(pid).get("cpu")
         if cpu is not None:
             out[name] = cpu
+    if worker_pid is not None:
+        workers = [worker_pid, *(w.process.pid for w in EXTRA_WORKERS)]
+        seconds = [proc_status(pid).get("cpu") for pid in workers]
+        if all(cpu is not None for cpu in seconds):
+            out["worker"] = sum(cpu for cpu in seconds if cpu is not None)
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     ticks = [int(x) for x in fields]
     hz = os.sysconf("SC_CLK_TCK")
@@ -474,7 +487,7 @@ async def wait_projection(
     try:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
-            worker.check()
+            check_workers(worker)
             polled = time.time()
             if await projection_behind(admin, offsets, names, partitions) == 0:
                 return polled
@@ -654,7 +667,7 @@ async def throughput_phase(
     deadline = time.monotonic() + args.timeout
     progress = (0, time.monotonic())  # inputs out, when that count was first seen
     while True:
-        worker.check()
+        check_workers(worker)
         done = outputs.accounted(f"{run}-t-")
         now = time.time()
         if done != progress[0]:
@@ -838,7 +851,7 @@ async def latency_phase(
         drain = min(120.0, max(30.0, 2 * lat.backlog_at_end_of_produce / max(throughput, 1)))
         deadline = time.monotonic() + drain
         while outputs.accounted(prefix) < n and time.monotonic() < deadline:
-            worker.check()
+            check_workers(worker)
             await asyncio.sleep(0.2)
         lat.cores = cpu_between(cpu_start, cpu_times(worker.process.pid))
         producing = False
@@ -895,6 +908,7 @@ async def bench(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "stamp": f"{stamp:%Y-%m-%dT%H%M%SZ}",
         "run": run,
+        "workers": args.workers,
         "load_avg": [(0, *os.getloadavg())],
     }
     now_ms = int(time.time() * 1000)
@@ -927,6 +941,13 @@ async def bench(args: argparse.Namespace) -> int:
         await outputs.start()
         worker = start_worker(run, workdir, args.partitions, log_level=args.worker_log_level)
         say(f"worker pid {worker.process.pid} started (-l warn, {SOURCE})")
+        for i in range(2, args.workers + 1):
+            own = workdir / f"worker{i}"  # a data dir of its own
+            own.mkdir(parents=True, exist_ok=True)
+            EXTRA_WORKERS.append(
+                start_worker(run, own, args.partitions, log_level=args.worker_log_level)
+            )
+            say(f"worker {i} pid {EXTRA_WORKERS[-1].process.pid} started beside it")
         t = await throughput_phase(run, names, args, outputs, worker, result, redis)
         t.of_raw = (t.inputs_per_s or 0) / raw
         result["throughput"] = asdict(t)
@@ -942,6 +963,7 @@ async def bench(args: argparse.Namespace) -> int:
     finally:
         await outputs.stop()
         await redis.aclose()
+        result["extra_workers_exit"] = [each.stop() for each in EXTRA_WORKERS]
         if worker is not None:
             result["worker_exit"] = worker.stop()
             result["worker_log_tail"] = worker.log.read_text(errors="replace")[-2000:]
@@ -1030,6 +1052,12 @@ def main() -> None:
         "--events", type=int, default=20_000, help="inputs (the issue's workload: 100,000)"
     )
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the partitions (CPU figures are their sum)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker mid-run")
     parser.add_argument("--profile-seconds", dest="profile_s", type=float, default=20.0)
     parser.add_argument(
