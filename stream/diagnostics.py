@@ -162,7 +162,6 @@ class LoopStats:
 
     def __init__(self, every: float) -> None:
         self.every = every
-        self._threads: dict[int, dict[str, float]] = {}
         self._original: Any = None
 
     def install(self) -> None:
@@ -188,23 +187,21 @@ class LoopStats:
             self._original = None
 
     def _state(self, loop: Any) -> dict[str, float]:
-        ident = threading.get_ident()
-        st = self._threads.get(ident)
+        """The loop's counters, kept on the loop; its selector's `select` timed from the first."""
+        st: dict[str, float] | None = getattr(loop, "_cs_loop_stats", None)
         if st is None:
-            st = self._threads[ident] = self._fresh(time.monotonic())
-        selector = loop._selector
-        if not getattr(selector, "_cs_timed", False):
-            select = selector.select
+            st = loop._cs_loop_stats = self._fresh(time.monotonic())
+            counters = st
+            select = loop._selector.select
 
             def timed(timeout: float | None = None) -> Any:
                 started = time.monotonic()
                 try:
                     return select(timeout)
                 finally:
-                    self._threads[threading.get_ident()]["select"] += time.monotonic() - started
+                    counters["select"] += time.monotonic() - started
 
-            selector.select = timed
-            selector._cs_timed = True
+            loop._selector.select = timed
         return st
 
     @staticmethod
