@@ -45,8 +45,12 @@ from engagement import TENANT, TYPES, contact_id_of, email_of, preload_encoders
 
 def steps(
     now_ms: int, n: int
-) -> tuple[list[tuple[str, Callable[[int], Any]]], Callable[[int], Any]]:
-    """The timed steps (each takes the input's index) and the baseline."""
+) -> tuple[list[tuple[str, Callable[[int], Any]]], Callable[[int], Any], dict[str, Any]]:
+    """The timed steps (each takes the input's index), the baseline, and what the steps made.
+
+    The steps leave their results in the returned dict (the contact-op JSON,
+    the changes, the snapshot, ...): bench/floor.py takes its records' bytes from it.
+    """
     from stream.agents.engagement import identifier_key, routed_engagement
     from stream.domain.commands import fire_timers
     from stream.domain.contact import Cause, snapshot
@@ -116,7 +120,8 @@ def steps(
 
     def encode(i: int) -> Any:
         changes = [orjson.dumps(change.as_json()).decode() for change in state["changes"]]
-        encoded = encode_contact(state["decision"].contact)
+        state["encoded_changes"] = changes
+        encoded = state["contact_record"] = encode_contact(state["decision"].contact)
         state["record"] = orjson.dumps(
             {
                 "at": 0,
@@ -141,11 +146,11 @@ def steps(
         ("changes, contact, applied record", encode),
         ("snapshot JSON", snap),
     ]
-    return timed, lambda i: orjson.loads(raws[i])
+    return timed, lambda i: orjson.loads(raws[i]), state
 
 
 def measure(now_ms: int, rounds: int, repeats: int) -> dict[str, Any]:
-    timed, baseline = steps(now_ms, rounds)
+    timed, baseline, _ = steps(now_ms, rounds)
     names = ["baseline: orjson.loads of the input", *[name for name, _ in timed]]
     best = dict.fromkeys(names, float("inf"))
     for _ in range(repeats):  # the best of `repeats`: the least disturbed by other processes

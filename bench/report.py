@@ -295,6 +295,29 @@ def summary(run: dict[str, Any]) -> list[Row]:
         )
     else:
         rows.append(missing("the engagement path's own steps", "—", run, "hotpath"))
+
+    # 9. The engagement path's records alone (no target: what the record flow allows).
+    floor = result(run, "floor")
+    medians = dig(floor, "median") or {}
+    if dig(medians, "floor", "share_of_raw") is not None:
+        raw = [r["raw_records_per_s"] for r in floor["rounds"]]
+        rows.append(
+            Row(
+                "the engagement records alone, no Faust, no rules (bench/floor.py)",
+                f"{dig(medians, 'floor', 'cpu_us_per_input'):,.0f} µs CPU per input",
+                rate(sorted(raw)[len(raw) // 2], " rec/s"),
+                f"{medians['floor']['share_of_raw']:.1%}",
+                "—",
+                None,
+                "with 512 KiB produce batches "
+                f"{dig(medians, 'floor-512k', 'share_of_raw') or 0:.1%}, as ready-made batches "
+                f"{dig(medians, 'floor-batched', 'share_of_raw') or 0:.1%}; router + contact "
+                f"records only {dig(medians, 'core', 'share_of_raw') or 0:.1%}; "
+                f"{len(raw)} round(s) of {floor['records']:,} inputs",
+            )
+        )
+    else:
+        rows.append(missing("the engagement records alone", "—", run, "floor"))
     return rows
 
 

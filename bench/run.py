@@ -17,7 +17,8 @@ What one run does:
    `--out`: bench/empty_agent.py (raw aiokafka passthrough, an empty Faust
    agent on the stock transport and on ours), bench/quix_scoring.py (the
    scoring step on Quix Streams), bench/hotpath.py (the engagement path's
-   own Python steps, no broker), bench/engagement.py (the engagement
+   own Python steps, no broker), bench/floor.py (the engagement path's
+   records alone, no Faust and no rules), bench/engagement.py (the engagement
    workload, then latency at a fixed 2,000 events/s), bench/timers.py (N
    contacts with a deadline), and bench/import_burst.py and
    bench/recovery.py when they exist (a missing one is reported missing);
@@ -66,6 +67,7 @@ ORDER = (
     "empty_agent",
     "quix_scoring",
     "hotpath",
+    "floor",
     "engagement",
     "timers",
     "import_burst",
@@ -96,11 +98,14 @@ class Sizes:
     timer_window: float
     import_records: int
     recovery_contacts: int
+    floor_records: int
 
     @classmethod
     def of(cls, scale: float, quick: bool) -> Sizes:
         if quick:
-            return cls(scale, True, 5_000, 1, 3_000, 2_000, 10, 20_000, 2_000, 20, 2_000, 20_000)
+            return cls(
+                scale, True, 5_000, 1, 3_000, 2_000, 10, 20_000, 2_000, 20, 2_000, 20_000, 2_000
+            )
         latency_s = 30.0
         # engagement.py's latency phase follows 1 event in 20 on a contact of its own.
         needed = 2 * (int(LATENCY_RATE * latency_s) // 20 + 1)
@@ -120,6 +125,7 @@ class Sizes:
             timer_window=60.0,
             import_records=max(2_000, round(200_000 * scale)),
             recovery_contacts=max(20_000, round(1_000_000 * scale)),
+            floor_records=max(10_000, round(100_000 * scale)),
         )
 
 
@@ -151,6 +157,15 @@ def bench_commands(sizes: Sizes, out_dir: Path, ref: str | None) -> dict[str, li
             "--rounds",
             "2000" if sizes.quick else "20000",
             *refs,
+        ],
+        # The engagement path's records with no Faust and no rules, against raw.
+        "floor": [
+            py,
+            str(BENCH / "floor.py"),
+            "--records",
+            str(sizes.floor_records),
+            "--rounds",
+            "1" if sizes.quick else "2",
         ],
         "engagement": [
             py,
