@@ -38,7 +38,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -198,12 +198,15 @@ def start_worker(
     log_level: str = "info",
     store: str | None = None,
     log_name: str = "worker.log",
+    command: Sequence[str] | None = None,
 ) -> Worker:
     """One worker on the run's topics (`{run}.`, app id `cs-{run}`), data in `workdir/data`.
 
     `log_level` is the worker's `-l` (`info` logs the ready and index lines
     bench/timers.py times; the product's library loggers stay at WARNING
-    either way); `store` sets `CS_STORE` (default: the worker's, RocksDB).
+    either way); `store` sets `CS_STORE` (default: the worker's, RocksDB);
+    `command` runs another `contact-stream` command with the same settings
+    (`["outputs"]`: the relay and the projection, stream/outputs.py).
     """
     port = free_port()
     env = {
@@ -225,7 +228,7 @@ def start_worker(
     started = time.time()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "-l", log_level],
+            [sys.executable, "-m", "stream.cli", *(command or ["worker", "-l", log_level])],
             cwd=SOURCE,
             env=env,
             stdout=out,

@@ -910,6 +910,7 @@ async def bench(args: argparse.Namespace) -> int:
         "stamp": f"{stamp:%Y-%m-%dT%H%M%SZ}",
         "run": run,
         "workers": args.workers,
+        "outputs_process": args.outputs_process,
         "load_avg": [(0, *os.getloadavg())],
     }
     now_ms = int(time.time() * 1000)
@@ -940,6 +941,10 @@ async def bench(args: argparse.Namespace) -> int:
         )
         say(f"produced {args.events:,} inputs in {result['inputs']['seconds']:.1f} s")
         await outputs.start()
+        if args.outputs_process:
+            # Every process of the run reads it: the workers leave the relay and the
+            # projection to `contact-stream outputs`, which runs them.
+            os.environ["CS_OUTPUTS_IN_WORKER"] = "false"
         worker = start_worker(run, workdir, args.partitions, log_level=args.worker_log_level)
         say(f"worker pid {worker.process.pid} started (-l warn, {SOURCE})")
         for i in range(2, args.workers + 1):
@@ -949,6 +954,13 @@ async def bench(args: argparse.Namespace) -> int:
                 start_worker(run, own, args.partitions, log_level=args.worker_log_level)
             )
             say(f"worker {i} pid {EXTRA_WORKERS[-1].process.pid} started beside it")
+        if args.outputs_process:
+            EXTRA_WORKERS.append(
+                start_worker(
+                    run, workdir, args.partitions, log_name="outputs.log", command=["outputs"]
+                )
+            )
+            say(f"outputs pid {EXTRA_WORKERS[-1].process.pid} started beside the worker")
         t = await throughput_phase(run, names, args, outputs, worker, result, redis)
         t.of_raw = (t.inputs_per_s or 0) / raw
         result["throughput"] = asdict(t)
@@ -1058,6 +1070,12 @@ def main() -> None:
         type=int,
         default=1,
         help="worker processes sharing the partitions (CPU figures are their sum)",
+    )
+    parser.add_argument(
+        "--outputs-process",
+        action="store_true",
+        help="the relay and the projection in `contact-stream outputs` beside the "
+        "worker(s) (CS_OUTPUTS_IN_WORKER=false; its CPU counts as the workers')",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the worker mid-run")
     parser.add_argument("--profile-seconds", dest="profile_s", type=float, default=20.0)

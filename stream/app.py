@@ -156,7 +156,8 @@ app = App(
 
 
 _quiet_library_loggers()
-metrics.watch_consumer_lag(lambda: metrics.consumer_lags(app.consumer))
+# Not in `contact-stream outputs`, which imports the app but never starts it.
+metrics.watch_consumer_lag(lambda: metrics.consumer_lags(app.consumer) if app.started else {})
 
 
 @app.on_worker_init.connect

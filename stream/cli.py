@@ -1,7 +1,8 @@
 """`contact-stream`: the Faust CLI of the app, plus the project's own commands.
 
 `contact-stream worker|tables|...` are Faust's; `demo`, `demo-feed`,
-`export-schemas`, `send` (a JSONL file, validated first: it replaces Faust's
+`export-schemas`, `outputs` (the change relay and the Redis projection in a
+process of their own: stream/outputs.py), `send` (a JSONL file, validated first: it replaces Faust's
 one-message `send`), `lookup`, `find` and `rebuild-projection` are ours (argparse,
 no Faust app context needed; stream/tools.py).
 """
@@ -30,6 +31,12 @@ def _demo_feed(argv: Sequence[str]) -> int:
     return feed_main(list(argv))
 
 
+def _outputs(argv: Sequence[str]) -> int:
+    from stream.outputs import main as outputs_main
+
+    return outputs_main(argv)
+
+
 def _tool(name: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         from stream import tools
@@ -43,6 +50,7 @@ def _tool(name: str) -> Callable[[Sequence[str]], int]:
 OWN_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": _demo,
     "demo-feed": _demo_feed,
+    "outputs": _outputs,
     "export-schemas": _export_schemas,
     "send": _tool("send_main"),
     "lookup": _tool("lookup_main"),

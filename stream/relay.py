@@ -69,7 +69,6 @@ def outgoing(record: ConsumerRecord[bytes, bytes]) -> Outgoing:
     return Outgoing(record.key or b"", int(change["version"]), str(change["change_id"]))
 
 
-@app.service
 class ChangeRelay(Service):
     """Copies the change outbox to the changes topic in transactions, each change once."""
 
@@ -317,3 +316,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.relay.take(assigned)
+
+
+if settings.outputs_in_worker:
+    app.service(ChangeRelay)

@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         False,
         description="keep Faust's Monitor sensor (its per-event statistics; ~3 % of the CPU)",
     )
+    outputs_in_worker: bool = Field(
+        True,
+        description="run the change relay and the Redis projection in the worker; "
+        "false: in `contact-stream outputs`, a process of their own (stream/outputs.py)",
+    )
+    outputs_metrics_port: int = Field(
+        6067, description="Prometheus /metrics of `contact-stream outputs` (0: none)"
+    )
     projection_retry_max: float = Field(5.0, gt=0, description="max seconds between Redis retries")
     loop_stats_seconds: float = Field(
         0.0,

@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-@app.service
 class Projection(Service):
     """Keeps the Redis read model in step with the snapshots and changes topics."""
 
@@ -106,3 +105,7 @@ class Projection(Service):
                 log.warning("redis unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.projection_retry_max)
+
+
+if settings.outputs_in_worker:
+    app.service(Projection)

@@ -131,13 +131,15 @@ async def wait_for(
 
 @dataclass
 class Worker:
-    """A real `contact-stream worker` process."""
+    """A real `contact-stream worker` process (or another command: `outputs`)."""
 
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     level: str = "info"
+    command: str = "worker"
+    ready_line: str = "contact-stream ready"
 
     def start(self) -> None:
         self.starts += 1
@@ -145,7 +147,7 @@ class Worker:
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "-l", self.level],
+            [sys.executable, "-m", "stream.cli", self.command, "-l", self.level],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -156,7 +158,7 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def ready_count(self) -> int:
-        return self.log_text().count("contact-stream ready")
+        return self.log_text().count(self.ready_line)
 
     async def wait_ready(self, timeout: float = 90.0) -> None:
         marker = f"===== start {self.starts} ====="
@@ -165,9 +167,9 @@ class Worker:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{self.log_text()[-4000:]}")
-            return "contact-stream ready" in self.log_text().rsplit(marker, 1)[-1]
+            return self.ready_line in self.log_text().rsplit(marker, 1)[-1]
 
-        await wait_for(ready, timeout, what="worker ready")
+        await wait_for(ready, timeout, what=f"{self.command} ready")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
