@@ -26,7 +26,9 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
    open 35 %, click 15 %; `occurred_at` within the last 10 minutes), 10 %
    intakes of new emails (source `import`);
 4. throughput: one worker (`python -m stream.cli worker -l warn`; `--workers
-   N`: N of them sharing the partitions, their CPU summed) is started
+   N`: N of them sharing the partitions, their CPU summed;
+   `--outputs-process`: the change relay and the Redis projection in
+   `contact-stream outputs` beside them, its CPU summed too) is started
    and the clock runs from the first change event to the last (the change
    records' broker timestamps, CreateTime set by the worker): inputs/s and
    change events/s; then until the Redis projection has caught up (its
