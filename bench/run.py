@@ -6,6 +6,7 @@ Usage:
     make bench QUICK=1              # tiny sizes: checks the pipeline in a few minutes
     make bench SCALE=0.2            # every size times 0.2
     .venv/bin/python bench/run.py --scale 0.2 --only engagement quix --keep
+    make bench SCALE=0.2 BENCH_ARGS=--outputs-process   # relay + projection apart
 
 What one run does:
 1. a private stack of the project's own script (`scripts/stack up` with
@@ -129,7 +130,9 @@ class Sizes:
         )
 
 
-def bench_commands(sizes: Sizes, out_dir: Path, ref: str | None) -> dict[str, list[str] | str]:
+def bench_commands(
+    sizes: Sizes, out_dir: Path, ref: str | None, outputs_process: bool = False
+) -> dict[str, list[str] | str]:
     """Each bench's argv, or why it does not run (a string)."""
     py = sys.executable
     refs = ["--ref", ref] if ref else []
@@ -178,6 +181,7 @@ def bench_commands(sizes: Sizes, out_dir: Path, ref: str | None) -> dict[str, li
             str(LATENCY_RATE),
             "--latency-seconds",
             str(sizes.latency_s),
+            *(["--outputs-process"] if outputs_process else []),
             *refs,
         ],
         "timers": [
@@ -317,6 +321,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these benches")
     parser.add_argument("--ref", help="engagement and timers run this git ref's code")
     parser.add_argument("--keep", action="store_true", help="leave the private stack running")
+    parser.add_argument(
+        "--outputs-process",
+        action="store_true",
+        help="the engagement bench runs the relay and the projection in "
+        "`contact-stream outputs` beside the worker (CS_OUTPUTS_IN_WORKER=false)",
+    )
     args = parser.parse_args()
     if args.scale <= 0:
         parser.error("--scale must be positive")
@@ -354,7 +364,7 @@ def main() -> None:
     try:
         env = {**os.environ, **STACK_ENV, **stack_exports(), "PYTHONUNBUFFERED": "1"}
         say(f"private stack: {env['CS_KAFKA_BOOTSTRAP']}, {env['CS_REDIS_URL']}")
-        commands = bench_commands(sizes, run_dir, args.ref)
+        commands = bench_commands(sizes, run_dir, args.ref, args.outputs_process)
         for name in ORDER:
             if args.only and name not in args.only:
                 combined["benches"][name] = {"status": "skipped", "why": "not in --only"}
