@@ -154,15 +154,31 @@ class LoopStats:
     Per thread with a running loop (the main one, and Faust's consumer
     thread): loop iterations per second, callbacks run per iteration, the
     thread's CPU share, and the share of wall time spent inside `select`
-    (waiting for I/O or a timer). A loop near 100 % CPU and ~0 % in select
-    is the worker's bottleneck (docs/performance.md, session 21). Opt-in: it
-    wraps asyncio's private `BaseEventLoop._run_once` (~1.4 µs more per
-    iteration, measured beside a test run).
+    (waiting for I/O or a timer), and the time the garbage collector ran in
+    the thread (with its full collections and the longest pause). A loop
+    near 100 % CPU and ~0 % in select is the worker's bottleneck
+    (docs/performance.md, session 21); full collections of 50-100 ms are what
+    `CS_GC_FREEZE` removes (session 22). Opt-in: it wraps asyncio's private
+    `BaseEventLoop._run_once` (~1.4 µs more per iteration, measured beside a
+    test run).
     """
 
     def __init__(self, every: float) -> None:
         self.every = every
         self._original: Any = None
+        # Per thread: [seconds collecting, full collections, longest pause] since its last report.
+        self._gc: dict[int, list[float]] = {}
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        spent = self._gc.setdefault(threading.get_ident(), [0.0, 0, 0.0])
+        spent[0] += took
+        spent[1] += info["generation"] == 2
+        spent[2] = max(spent[2], took)
 
     def install(self) -> None:
         if self._original is not None:
@@ -180,11 +196,13 @@ class LoopStats:
                 stats._report(st, now)
 
         asyncio.BaseEventLoop._run_once = run_once  # type: ignore[attr-defined]
+        gc.callbacks.append(self._on_gc)
 
     def uninstall(self) -> None:
         if self._original is not None:
             asyncio.BaseEventLoop._run_once = self._original  # type: ignore[attr-defined]
             self._original = None
+            gc.callbacks.remove(self._on_gc)
 
     def _state(self, loop: Any) -> dict[str, float]:
         """The loop's counters, kept on the loop; its selector's `select` timed from the first."""
@@ -217,14 +235,18 @@ class LoopStats:
     def _report(self, st: dict[str, float], now: float) -> None:
         wall = now - st["since"]
         iterations = st["iterations"]
+        collecting, full, longest = self._gc.pop(threading.get_ident(), [0.0, 0, 0.0])
         log.warning(
             "loop stats of thread %s over %.1f s: %.0f iterations/s, %.1f callbacks each,"
-            " CPU %.0f %%, in select %.0f %%",
+            " CPU %.0f %%, in select %.0f %%, in gc %.0f ms (%d full, longest %.0f ms)",
             threading.current_thread().name,
             wall,
             iterations / wall,
             st["callbacks"] / max(1, iterations),
             100 * (time.thread_time() - st["cpu"]) / wall,
             100 * st["select"] / wall,
+            1000 * collecting,
+            full,
+            1000 * longest,
         )
         st.update(self._fresh(now))

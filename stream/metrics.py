@@ -10,6 +10,7 @@ every partition this worker's Faust consumer is assigned.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -48,6 +49,11 @@ FOLLOW_UP_FLUSHES = Counter(
 FOLLOW_UPS_WAITING = Gauge(
     "cs_follow_ups_waiting", "follow-ups (unlocks, quota and merge hops) waiting for a flush"
 )
+GC_FROZEN = Gauge(
+    "cs_gc_frozen_objects",
+    "objects the garbage collector no longer walks (frozen once tables are recovered)",
+)
+GC_FROZEN.set_function(lambda: gc.get_freeze_count())
 DUE = Gauge("cs_timers_due", "contacts of this worker with a due time in the index")
 LOCKS_HELD = Gauge(
     "cs_identity_locks_held",

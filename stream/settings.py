@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         6067, description="Prometheus /metrics of `contact-stream outputs` (0: none)"
     )
     projection_retry_max: float = Field(5.0, gt=0, description="max seconds between Redis retries")
+    gc_freeze: bool = Field(
+        True,
+        description="once tables are recovered, collect and move every live object out of "
+        "the collector's sight (gc.freeze): full collections then skip the startup heap",
+    )
     loop_stats_seconds: float = Field(
         0.0,
         ge=0,

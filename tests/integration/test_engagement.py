@@ -62,7 +62,10 @@ async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_t
     assert scores[-1] == pytest.approx(30.0)  # 5 + 10 + 15, all at one time: no decay
     # One worker holds every partition and both entries were settled: the email
     # and the phone were read in place, without the lookup hop.
-    assert (await scrape(metrics))["cs_lookups_local_total"] == 2
+    scraped = await scrape(metrics)
+    assert scraped["cs_lookups_local_total"] == 2
+    # Once ready, the worker froze its heap (CS_GC_FREEZE): full collections skip it.
+    assert scraped["cs_gc_frozen_objects"] > 10_000
     # A first start on fresh topics: every topic was in the consumer's metadata when it
     # subscribed (one missing made the group rebalance 5 minutes later; stream/topics.py).
     assert "not found in cluster metadata" not in worker.log_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import threading
@@ -67,6 +68,7 @@ def test_loop_stats_report_each_thread_s_iterations_cpu_and_time_in_select(
 
         async def busy_then_idle() -> None:
             deadline = time.monotonic() + 0.3
+            gc.collect()  # a full collection, in this thread
             while time.monotonic() < deadline:  # CPU, one iteration after another
                 await asyncio.sleep(0)
             await asyncio.sleep(0.3)  # waiting in select
@@ -87,4 +89,7 @@ def test_loop_stats_report_each_thread_s_iterations_cpu_and_time_in_select(
     assert float(busy[1]) > 1000, lines[0]
     assert int(busy[2]) > 2 * int(idle[1]) and int(idle[2]) > 50, lines
     assert int(idle[2]) > int(busy[3]), lines
+    collected = re.search(r"in gc \d+ ms \((\d+) full", lines[0])
+    assert collected is not None and int(collected[1]) >= 1, lines[0]
+    assert gc.callbacks.count(stats._on_gc) == 0
     assert asyncio.BaseEventLoop._run_once is original  # type: ignore[attr-defined]
