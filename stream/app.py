@@ -172,7 +172,7 @@ def _on_worker_init(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> N
 async def _on_rebalance_complete(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     if settings.gc_freeze:
         # What is alive now (modules, the app, its tables' state) mostly lives for
-        # good: full collections stop walking it (60-118 ms each, every ~5 s,
+        # good: full collections stop walking it (55-118 ms each, every ~5 s,
         # before). Unfrozen and collected first, so what an earlier freeze kept
         # and has died since (a revoked partition's objects) is freed now.
         gc.unfreeze()
