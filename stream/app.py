@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
@@ -92,6 +93,7 @@ class App(faust.App):
 
         logmask.install()  # the worker's handlers exist by now, whatever their order
         diagnostics.install(self)
+        sys.setswitchinterval(settings.switch_interval)
         if settings.loop_stats_seconds:
             diagnostics.LoopStats(settings.loop_stats_seconds).install()
         if not self.client_only:
