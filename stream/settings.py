@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     projection_retry_max: float = Field(5.0, gt=0, description="max seconds between Redis retries")
     # Python's default is 0.005. The worker's two threads (the agents' and
     # Faust's consumer thread) hand records over; a thread waiting for the GIL
-    # waits up to this long (bench/README.md, session 22: change-event p99 at
+    # waits up to this long (docs/performance.md, session 22: change-event p99 at
     # 300 events/s 100 / 98 ms at 0.005, 64 / 61 ms at 0.0005).
     switch_interval: float = Field(
         0.0005, gt=0, description="seconds a thread may hold the GIL while another waits"
