@@ -44,6 +44,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engagement import email_of, engagement, pick_type, starting_engagement
 from intake_throughput import raw_passthrough
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BOOTSTRAP = os.environ.get("CS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 PARTITIONS = 4  # bench/engagement.py's default
@@ -127,17 +130,18 @@ def scorer(now_ms: int) -> Any:
     return score
 
 
-async def create_topics(source: str, sink: str) -> None:
+async def create_topics(source: str, *sinks: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
         await admin.create_topics(
-            [
-                NewTopic(source, PARTITIONS, 1),
-                # Quix stamps an output with its input's timestamp: the broker's is the clock.
+            [NewTopic(source, PARTITIONS, 1)]
+            # Quix stamps an output with its input's timestamp: the broker's is the clock.
+            + [
                 NewTopic(
                     sink, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"}
-                ),
+                )
+                for sink in sinks
             ]
         )
     finally:
@@ -165,7 +169,9 @@ async def produce_inputs(run: str, source: str, contacts: int, events: int) -> f
     return time.monotonic() - started
 
 
-def run_quix(source: str, sink: str, group: str, events: int, state_dir: Path) -> dict[str, Any]:
+def run_quix(
+    source: str, sink: str, group: str, events: int, state_dir: Path, now_ms: int
+) -> dict[str, Any]:
     """The Quix app until it has processed every input; its CPU and wall seconds."""
     import logging
 
@@ -191,7 +197,7 @@ def run_quix(source: str, sink: str, group: str, events: int, state_dir: Path) -
     inputs = app.topic(source, key_deserializer="str", value_deserializer="json")
     outputs = app.topic(sink, key_serializer="str", value_serializer="json")
     sdf = app.dataframe(inputs)
-    sdf = sdf.apply(scorer(int(time.time() * 1000)), stateful=True, metadata=True)
+    sdf = sdf.apply(scorer(now_ms), stateful=True, metadata=True)
     sdf.to_topic(outputs)
     cpu, wall = time.process_time(), time.monotonic()
     app.run()
@@ -202,8 +208,10 @@ def run_quix(source: str, sink: str, group: str, events: int, state_dir: Path) -
     }
 
 
-async def read_outputs(sink: str, events: int, timeout: float) -> dict[str, Any]:
-    """First and last LogAppendTime, the count, and a sample output."""
+async def read_outputs(
+    sink: str, events: int, timeout: float
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """First and last LogAppendTime, the count and a sample output; each output by event id."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     tps = [TopicPartition(sink, p) for p in range(PARTITIONS)]
@@ -211,6 +219,7 @@ async def read_outputs(sink: str, events: int, timeout: float) -> dict[str, Any]
     await consumer.seek_to_beginning(*tps)
     first = last = None
     seen, sample = 0, None
+    by_event: dict[str, bytes] = {}
     deadline = time.monotonic() + timeout
     try:
         while seen < events and time.monotonic() < deadline:
@@ -219,11 +228,72 @@ async def read_outputs(sink: str, events: int, timeout: float) -> dict[str, Any]
                     seen += 1
                     first = record.timestamp if first is None else min(first, record.timestamp)
                     last = record.timestamp if last is None else max(last, record.timestamp)
+                    output = json.loads(record.value)
                     if sample is None:
-                        sample = json.loads(record.value)
+                        sample = output
+                    # Canonical bytes: the two apps serialize with different key orders.
+                    by_event[output["event_id"]] = json.dumps(output, sort_keys=True).encode()
     finally:
         await consumer.stop()
-    return {"outputs": seen, "first_ms": first, "last_ms": last, "sample_output": sample}
+    figures = {"outputs": seen, "first_ms": first, "last_ms": last, "sample_output": sample}
+    return figures, by_event
+
+
+def run_ours(
+    run: str,
+    source: str,
+    sink: str,
+    events: int,
+    now_ms: int,
+    state_dir: Path,
+    profile: Path | None,
+) -> dict[str, Any]:
+    """bench/scoring_app.py (the product's app, one scoring agent) until every input is scored."""
+    out, log = state_dir / "ours.json", state_dir / "ours.log"
+    env = {
+        **os.environ,
+        "CS_KAFKA_BOOTSTRAP": BOOTSTRAP,
+        "CS_APP_ID": f"{run}-ours",
+        "CS_TOPIC_PREFIX": f"{run}.",
+        "CS_DATADIR": str(state_dir / "ours-data"),
+        "BENCH_SOURCE": source,
+        "BENCH_SINK": sink,
+        "BENCH_EVENTS": str(events),
+        "BENCH_NOW_MS": str(now_ms),
+        "BENCH_OUT": str(out),
+    }
+    command = [sys.executable, str(ROOT / "bench" / "scoring_app.py"), "worker", "-l", "warn"]
+    # py-spy over the whole run (start-up included); it writes its file when the worker stops.
+    py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw"]
+    profiler = [] if profile is None else [*py_spy, "-o", str(profile), "--"]
+    with log.open("wb") as sink_log:
+        process = subprocess.Popen(
+            [*profiler, *command, "--without-web"],
+            cwd=ROOT,
+            env=env,
+            stdout=sink_log,
+            stderr=sink_log,
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while not out.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = log.read_text(errors="replace")[-3000:]
+                    raise SystemExit(f"bench/scoring_app.py did not finish:\n{tail}")
+                time.sleep(0.2)
+        finally:
+            process.send_signal(signal.SIGINT)  # a worker stops on it, py-spy writes its file
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    figures = json.loads(out.read_text())
+    return {
+        "processed": figures["processed"],
+        "app_cpu_s": figures["cpu_s"],
+        "app_wall_s": figures["seconds"],
+    }
 
 
 async def delete_topics(prefixes: tuple[str, ...]) -> None:
@@ -243,6 +313,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
+    parser.add_argument(
+        "--no-ours", action="store_true", help="skip the step on our stack (bench/scoring_app.py)"
+    )
+    parser.add_argument(
+        "--profile-ours", type=Path, help="py-spy (raw) of the step on our stack, to this file"
+    )
+    parser.add_argument("--ours-first", action="store_true", help="run ours before Quix")
     parser.add_argument("--keep", action="store_true", help="keep the topics and state dir")
     args = parser.parse_args()
 
@@ -257,28 +334,63 @@ def main() -> None:
         "partitions": PARTITIONS,
         "load_avg_start": os.getloadavg(),
     }
+    now_ms = int(time.time() * 1000)  # the `now` both scorers start their contacts from
+    ours_sink = f"{run}-ours-scored"
+    quix_outputs: dict[str, bytes] = {}
+    ours_outputs: dict[str, bytes] = {}
     try:
         if not args.no_raw:
             say(f"{run}: raw aiokafka passthrough of {args.events:,} records")
             result["raw_records_per_s"] = asyncio.run(raw_passthrough(args.events))
             say(f"raw: {result['raw_records_per_s']:,.0f} records/s")
-        asyncio.run(create_topics(source, sink))
+        asyncio.run(create_topics(source, sink, ours_sink))
         seconds = asyncio.run(produce_inputs(run, source, args.contacts, args.events))
-        say(f"produced {args.events:,} engagement events in {seconds:.1f} s; starting Quix")
-        result.update(run_quix(source, sink, group, args.events, state_dir))
-        result.update(asyncio.run(read_outputs(sink, args.events, 120)))
+        say(f"produced {args.events:,} engagement events in {seconds:.1f} s")
+
+        def quix() -> None:
+            say("starting Quix")
+            result.update(run_quix(source, sink, group, args.events, state_dir, now_ms))
+            figures, quix_outputs_read = asyncio.run(read_outputs(sink, args.events, 120))
+            result.update(figures)
+            quix_outputs.update(quix_outputs_read)
+
+        def ours() -> None:
+            say("starting the product's scoring step (bench/scoring_app.py)")
+            figures = run_ours(
+                run, source, ours_sink, args.events, now_ms, state_dir, args.profile_ours
+            )
+            read, ours_outputs_read = asyncio.run(read_outputs(ours_sink, args.events, 120))
+            result["ours"] = {**figures, **read}
+            ours_outputs.update(ours_outputs_read)
+
+        steps = [quix] if args.no_ours else ([ours, quix] if args.ours_first else [quix, ours])
+        for step in steps:
+            step()
     finally:
         if not args.keep:
             asyncio.run(delete_topics((run,)))
             shutil.rmtree(state_dir, ignore_errors=True)
-    if result["outputs"] < args.events or result["first_ms"] is None:
-        raise SystemExit(f"only {result['outputs']:,} of {args.events:,} outputs")
-    elapsed = max((result["last_ms"] - result["first_ms"]) / 1000, 1e-3)
-    result["elapsed_s"] = elapsed
-    result["records_per_s"] = args.events / elapsed
-    result["cpu_us_per_record"] = result["app_cpu_s"] / args.events * 1e6
-    if "raw_records_per_s" in result:
-        result["of_raw"] = result["records_per_s"] / result["raw_records_per_s"]
+    rated = [result] if args.no_ours else [result, result["ours"]]
+    for figures in rated:
+        if figures["outputs"] < args.events or figures["first_ms"] is None:
+            raise SystemExit(f"only {figures['outputs']:,} of {args.events:,} outputs")
+        elapsed = max((figures["last_ms"] - figures["first_ms"]) / 1000, 1e-3)
+        figures["elapsed_s"] = elapsed
+        figures["records_per_s"] = args.events / elapsed
+        figures["cpu_us_per_record"] = figures["app_cpu_s"] / args.events * 1e6
+        if "raw_records_per_s" in result:
+            figures["of_raw"] = figures["records_per_s"] / result["raw_records_per_s"]
+    if not args.no_ours:
+        # Same rule, same records, same per-key order: every output must be the same.
+        differ = sum(1 for k, v in quix_outputs.items() if ours_outputs.get(k) != v)
+        result["ours"]["outputs_differing_from_quix"] = differ
+        result["ours"]["vs_quix"] = result["ours"]["records_per_s"] / result["records_per_s"]
+        if differ or len(ours_outputs) != len(quix_outputs):
+            example = next((k for k, v in quix_outputs.items() if ours_outputs.get(k) != v), "")
+            raise SystemExit(
+                f"{differ:,} of {len(quix_outputs):,} outputs differ from Quix's, e.g. "
+                f"Quix {quix_outputs.get(example)!r}, ours {ours_outputs.get(example)!r}"
+            )
     result["load_avg_end"] = os.getloadavg()
     result["git_head"] = subprocess.run(
         ["git", "rev-parse", "HEAD"],
@@ -296,6 +408,14 @@ def main() -> None:
         + (f", {result['of_raw']:.1%} of raw" if "of_raw" in result else "")
         + f"), {result['cpu_us_per_record']:.0f} µs CPU per record (incl. start-up)"
     )
+    if not args.no_ours:
+        ours = result["ours"]
+        say(
+            f"ours: {ours['records_per_s']:,.0f} records/s ({ours['elapsed_s']:.1f} s"
+            + (f", {ours['of_raw']:.1%} of raw" if "of_raw" in ours else "")
+            + f"), {ours['cpu_us_per_record']:.0f} µs CPU per record (first -> last record), "
+            f"{ours['vs_quix']:.2f}x Quix; outputs identical to Quix's"
+        )
     out = args.out or Path(__file__).resolve().parent / "results" / f"quix-scoring-{run}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -33,6 +33,12 @@ OPERATION_SECONDS = Histogram(
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+AGENT_BATCH = Histogram(
+    "cs_agent_batch_events",
+    "events an agent took from its stream at once, per agent (stream/agents/batches.py)",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
 PARKED = Counter(
     "cs_parked", "operations that waited behind a lock (identifier) or a merge (contact)", ["on"]
 )

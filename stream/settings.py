@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     consumer_max_fetch_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="bytes fetched per partition per fetch request"
     )
+    # docs/performance.md, session 23; stream/agents/batches.py.
+    agent_batch: int = Field(
+        500, ge=1, description="events an agent takes at a time (1: Faust's one at a time)"
+    )
+    agent_batch_wait: float = Field(
+        0.005, gt=0, description="seconds an agent waits to fill a batch before taking it"
+    )
     library_log_level: str = Field(
         "WARNING", description="level of the faust, mode and aiokafka loggers"
     )

@@ -26,7 +26,7 @@ import orjson
 from faust.types import StreamT
 
 from stream import metrics
-from stream.agents import applied, merge, quota
+from stream.agents import applied, batches, merge, quota
 from stream.agents.follow_ups import FollowUps
 from stream.agents.identity import send_contact_op, target_contact
 from stream.agents.output import publish, send_dead_letter_from
@@ -172,12 +172,12 @@ FOLLOW_UPS_LIMIT = 2000
 @app.agent(contact_ops_topic, name="apply-contact-ops")
 async def apply_contact_ops(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
-    async for raw in stream:
-        operation = orjson.loads(raw)
+    async for event in batches.events(stream, "apply-contact-ops"):
+        operation = orjson.loads(event.value)
         started = time.perf_counter()
         # The record's offset: a slot request id that grows with each of the
         # contact's operations (one partition) and repeats on a replay.
-        offset = stream.current_event.message.offset  # type: ignore[union-attr]
+        offset = event.message.offset
         merging = operation["kind"] in merge.KINDS
         if merging:
             await follow_ups.drain()  # a merge hop sends on its own: after what came before

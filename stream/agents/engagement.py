@@ -16,6 +16,7 @@ from typing import Any
 from faust.types import StreamT
 
 from stream import metrics
+from stream.agents import batches
 from stream.agents.identity import send_contact_op, send_engagement
 from stream.agents.output import origin_of, send_dead_letter
 from stream.app import app
@@ -66,7 +67,7 @@ def identifier_key(event: EngagementEvent) -> str | None:
 @app.agent(engagement_topic, name="route-engagements")
 async def route_engagements(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
-    async for event in stream.events():
+    async for event in batches.events(stream, "route-engagements"):
         message = event.message
         metrics.child(metrics.INPUTS, message.topic).inc()
         try:

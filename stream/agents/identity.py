@@ -16,6 +16,7 @@ import orjson
 from faust.types import StreamT
 
 from stream import metrics
+from stream.agents import batches
 from stream.agents.output import send_dead_letter_from
 from stream.app import app
 from stream.domain.contact import derive_contact_id
@@ -125,8 +126,8 @@ def target_contact(intake: dict[str, Any], owners: dict[str, str | None], op_id:
 
 @app.agent(identity_ops_topic, name="resolve-identity")
 async def resolve_identity(stream: StreamT[bytes]) -> None:
-    async for raw in stream:
-        message = orjson.loads(raw)
+    async for event in batches.events(stream, "resolve-identity"):
+        message = orjson.loads(event.value)
         key = message["key"]
         entry = decode_entry(identities.get(key))
         if message["kind"] == "visit":

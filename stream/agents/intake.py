@@ -11,6 +11,7 @@ from typing import Any
 from faust.types import StreamT
 
 from stream import metrics
+from stream.agents import batches
 from stream.agents.identity import start_visit
 from stream.agents.output import send_dead_letter
 from stream.app import app
@@ -66,7 +67,7 @@ def routed_intake(
 @app.agent(intake_topic, name="route-intakes")
 async def route_intakes(stream: StreamT[bytes]) -> None:
     await tenant_configs.ready()
-    async for event in stream.events():
+    async for event in batches.events(stream, "route-intakes"):
         message = event.message
         metrics.child(metrics.INPUTS, message.topic).inc()
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.integration.conftest import Env, send_json, wait_for
@@ -83,6 +85,38 @@ async def test_engagement_by_email_phone_or_id_scores_the_contact_and_sets_its_t
     for letter in letters:
         # The original record, to replay once the contact exists.
         assert letter["topic"] == topic and '"type":"open"' in letter["raw"].replace(" ", "")
+
+
+async def test_a_burst_is_taken_in_batches_and_each_engagement_applied_once_in_order(
+    env: Env, producer, reader
+) -> None:
+    """The agents take their events a batch at a time (CS_AGENT_BATCH, stream/agents/batches.py)."""
+    worker = await env.started_worker()
+    changes = await reader(env.topic("contacts.changes.v1"))
+    await send_json(producer, env.topic("contacts.intake.v1"), intake("acme", ["bo@example.com"]))
+    bo = (await changes.wait_until(lambda v: len(v) >= 1))[0]["contact_id"]
+    sent = [engagement("acme", kind, email="bo@example.com") for kind in ["sent", "open"] * 150]
+    topic = env.topic("contacts.engagement.v1")
+    # Sent without waiting for each: they reach the worker as a few fetched batches.
+    futures = [await producer.send(topic, orjson.dumps(e), key=b"bo") for e in sent]
+    await asyncio.gather(*futures)
+    values = await changes.wait_until(
+        lambda v: len(of_type(v, "engagement.scored")) >= len(sent), timeout=60
+    )
+    # One partition, one order: each applied once, as sent, versions without a gap.
+    scored = of_type(values, "engagement.scored")
+    assert [c["cause"]["event_id"] for c in scored] == [e["event_id"] for e in sent]
+    versions = [c["version"] for c in values if c["contact_id"] == bo]
+    assert versions == list(range(1, len(versions) + 1))
+
+    scraped = await scrape(f"http://127.0.0.1:{worker.env['CS_WEB_PORT']}/metrics")
+    router = 'cs_agent_batch_events_{}{{agent="route-engagements"}}'
+    assert scraped[router.format("sum")] == len(sent)
+    # Fewer batches than events: some held more than one.
+    assert scraped[router.format("count")] < len(sent)
+    contact = 'cs_agent_batch_events_{}{{agent="apply-contact-ops"}}'
+    assert scraped[contact.format("sum")] == len(sent) + 1  # and the intake
+    assert scraped[contact.format("count")] < len(sent)
 
 
 async def test_engagement_to_a_merged_id_or_identifier_reaches_the_survivor(
