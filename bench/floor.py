@@ -69,8 +69,8 @@ from common import (
     ROOT,
     BatchWriter,
     big_producer,
+    cleanup,
     create_topics,
-    delete_topics,
     git,
     say,
 )
@@ -183,8 +183,9 @@ async def floor_run(
     (`create_batch` / `send_batch`, bench/common.py `BatchWriter`) instead of
     one `send` per record.
     """
-    run = uuid.uuid4().hex[:8]
-    t = {role: f"bench-floor-{role}-{run}" for role in ROLES}
+    run = f"floor{uuid.uuid4().hex[:8]}"
+    # Named as the other benches name a run's topics and keys: cleanup(run) deletes them.
+    t = {role: f"{run}.{role}" for role in ROLES}
     await create_topics(t.values(), partitions)
     rng_types = [kind for kind, weight in TYPES for _ in range(weight)]
     now_ms = int(time.time() * 1000)
@@ -275,7 +276,7 @@ async def floor_run(
             enable_idempotence=True,
             linger_ms=5,
         )
-        for p in range(partitions)
+        for p in range(partitions if relayed else 0)  # the relay's, one per outbox partition
     }
     await asyncio.gather(*(p.start() for p in txn.values()))
     published: dict[bytes, int] = {}
@@ -309,17 +310,16 @@ async def floor_run(
             await asyncio.gather(*(relay_partition(tp, rs) for tp, rs in batches.items() if rs))
 
     client = aioredis.Redis.from_url(REDIS_URL)
-    prefix = f"cs-floor-{run}"
+    prefix = f"cs-{run}"
 
     async def projection(batch: list[Any]) -> None:
         latest: dict[bytes, bytes] = {}
         history: list[tuple[bytes, bytes]] = []
         for r in batch:
-            value = orjson.loads(r.value)
+            orjson.loads(r.value)  # parsed, as the product's projection parses each record
             if r.topic == t["snapshots"]:
                 seen["snapshots"] += 1
                 latest[r.key] = r.value
-                _ = value["contact_id"]
             else:
                 seen["changes"] += 1
                 history.append((r.key, r.value))
@@ -337,18 +337,19 @@ async def floor_run(
     consumers = {
         "router": consumer(f"bench-floor-router-{run}"),
         "contact": consumer(f"bench-floor-contact-{run}"),
-        "relay": consumer(relay_group, committed_reads=True),
-        "projection": consumer(f"bench-floor-projection-{run}", committed_reads=True),
     }
     await assigned(consumers["router"], [t["input"]], partitions)
     await assigned(consumers["contact"], [t["ops"]], partitions)
-    await assigned(consumers["relay"], [t["outbox"]], partitions)
-    await assigned(consumers["projection"], [t["snapshots"], t["changes"]], partitions)
     tasks = [
         asyncio.create_task(run_stage(consumers["router"], router, done)),
         asyncio.create_task(run_stage(consumers["contact"], contact, done)),
     ]
     if relayed:
+        # Only when relayed: an assigned consumer prefetches its partitions even unread.
+        consumers["relay"] = consumer(relay_group, committed_reads=True)
+        consumers["projection"] = consumer(f"bench-floor-projection-{run}", committed_reads=True)
+        await assigned(consumers["relay"], [t["outbox"]], partitions)
+        await assigned(consumers["projection"], [t["snapshots"], t["changes"]], partitions)
         tasks.append(asyncio.create_task(relay(consumers["relay"])))
         tasks.append(asyncio.create_task(run_stage(consumers["projection"], projection, done)))
     try:
@@ -368,11 +369,8 @@ async def floor_run(
         for c in consumers.values():
             await c.stop()
         await asyncio.gather(*(p.stop() for p in txn.values()), producer.stop())
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=10_000)]
-        for start in range(0, len(keys), 10_000):
-            await client.delete(*keys[start : start + 10_000])
         await client.aclose()
-        await delete_topics(list(t.values()))
+        await cleanup(run)
     result.seconds = clock["end"] - clock["start"]
     result.cpu_s = clock["cpu_end"] - clock["cpu"]
     result.cores = cpu_between(machine["start"], machine["end"])

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -273,6 +274,7 @@ def run_ours(
             env=env,
             stdout=sink_log,
             stderr=sink_log,
+            start_new_session=True,  # py-spy's worker too is signalled, as one group
         )
         try:
             deadline = time.monotonic() + 600
@@ -282,12 +284,16 @@ def run_ours(
                     raise SystemExit(f"bench/scoring_app.py did not finish:\n{tail}")
                 time.sleep(0.2)
         finally:
-            process.send_signal(signal.SIGINT)  # a worker stops on it, py-spy writes its file
+            # A worker stops on SIGINT, and py-spy writes its file.
+            os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            # A worker still alive after its parent (py-spy) went would skew what runs next.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
     figures = json.loads(out.read_text())
     return {
         "processed": figures["processed"],

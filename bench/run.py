@@ -17,8 +17,9 @@ What one run does:
 2. the benches, one after the other, each writing its figures with
    `--out`: bench/empty_agent.py (raw aiokafka passthrough, an empty Faust
    agent on the stock transport and on ours), bench/quix_scoring.py (the
-   scoring step on Quix Streams), bench/hotpath.py (the engagement path's
-   own Python steps, no broker), bench/floor.py (the engagement path's
+   scoring step on Quix Streams, then on the product's stack),
+   bench/hotpath.py (the engagement path's own Python steps, no broker),
+   bench/floor.py (the engagement path's
    records alone, no Faust and no rules), bench/engagement.py (the engagement
    workload, then latency at a fixed 2,000 events/s), bench/timers.py (N
    contacts with a deadline), and bench/import_burst.py and
