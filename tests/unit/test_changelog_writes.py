@@ -95,8 +95,49 @@ async def test_the_persisted_offset_follows_each_acknowledgement_and_not_a_failu
     assert contacts.data.persisted == {}
     producer.acks[0].set_result(SimpleNamespace(offset=41))
     producer.acks[1].set_exception(RuntimeError("not enough replicas"))
-    await asyncio.sleep(0)  # done callbacks run on the loop
+    await loop_passes(2)  # done callbacks run on the loop, the offsets are stored next
     assert contacts.data.persisted == {TP("cs-contacts-changelog", 2): 41}
+
+
+async def test_acknowledgements_that_arrive_together_store_one_offset_per_partition(
+    producer: Producer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contacts, quota = Table("contacts"), Table("quota")
+    writes = changelog.ChangelogWrites()
+    for key in "abc":
+        writes.set(contacts, key, b"1")
+    writes.set(quota, "a", b"1")
+    monkeypatch.setattr(changelog, "current_event", lambda: event(3))
+    writes.set(contacts, "d", b"1")
+    await writes.send()
+    stored: list[tuple[str, TP, int]] = []
+    for table in (contacts, quota):
+        monkeypatch.setattr(
+            table.data,
+            "set_persisted_offset",
+            lambda tp, offset, name=table.name: stored.append((name, tp, offset)),
+        )
+    # One produce response: acknowledged out of order, all in one pass of the loop.
+    for ack, offset in zip(producer.acks, (12, 14, 13, 7, 40), strict=True):
+        ack.set_result(SimpleNamespace(offset=offset))
+    await loop_passes(2)
+    assert sorted(stored) == [
+        ("contacts", TP("cs-contacts-changelog", 2), 14),
+        ("contacts", TP("cs-contacts-changelog", 3), 40),
+        ("quota", TP("cs-quota-changelog", 2), 7),
+    ]
+    # A later acknowledgement is stored on its own pass.
+    writes.set(contacts, "e", b"1")
+    await writes.send()
+    producer.acks[-1].set_result(SimpleNamespace(offset=15))
+    await loop_passes(2)
+    assert stored[-1] == ("contacts", TP("cs-contacts-changelog", 3), 15)
+    assert len(stored) == 4
+
+
+async def loop_passes(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 async def test_a_failed_send_keeps_that_record_and_the_ones_after_it(producer: Producer) -> None:
