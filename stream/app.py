@@ -143,6 +143,7 @@ app = App(
     topic_replication_factor=settings.replication_factor,
     processing_guarantee=settings.processing_guarantee,
     producer_linger=settings.producer_linger,
+    producer_max_batch_size=settings.producer_max_batch_bytes,
     broker_commit_interval=settings.commit_interval,
     web_bind=settings.web_host,
     # The URL other workers forward a request to when this one owns the key.

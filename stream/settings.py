@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # which waits out the linger (bench: 18 intakes/s at 0.05 s, 314 at 0,
     # when each operation waited for its own flush).
     producer_linger: float = Field(0.0, ge=0, description="seconds a produce batch may wait")
+    # aiokafka's default (Faust's too). A partition's batch that is full makes
+    # the next send wait until the sender has taken it.
+    producer_max_batch_bytes: int = Field(
+        16384, ge=1024, description="bytes of one partition's produce batch"
+    )
     # Faust's default. Shorter: less to replay after a kill, more commit requests.
     commit_interval: float = Field(
         2.8, gt=0, description="seconds between offset commits of processed records"
