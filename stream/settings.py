@@ -54,10 +54,13 @@ class Settings(BaseSettings):
     # which waits out the linger (bench: 18 intakes/s at 0.05 s, 314 at 0,
     # when each operation waited for its own flush).
     producer_linger: float = Field(0.0, ge=0, description="seconds a produce batch may wait")
-    # aiokafka's default (Faust's too). A partition's batch that is full makes
-    # the next send wait until the sender has taken it.
+    # aiokafka's default (and Faust's) is 16 KiB. A partition's batch that is
+    # full makes the next send wait until the sender has taken it; with the
+    # agents taking batches (CS_AGENT_BATCH) a snapshot-sized record or ten
+    # filled one (docs/performance.md, session 23: engagement workload
+    # 1,190 / 1,159 / 1,258 -> 1,573 / 1,471 / 1,450 inputs/s at 256 KiB).
     producer_max_batch_bytes: int = Field(
-        16384, ge=1024, description="bytes of one partition's produce batch"
+        256 * 1024, ge=1024, description="bytes of one partition's produce batch"
     )
     # Faust's default. Shorter: less to replay after a kill, more commit requests.
     commit_interval: float = Field(
