@@ -1,13 +1,15 @@
-"""An agent's events taken a batch at a time: its sends leave as a few large produce requests.
+"""An agent's events taken a batch at a time, handled back to back.
 
 Faust's stream yields to the event loop before every event
-(`Stream._c_aiter`), so with `producer_linger` 0 the producer's sender runs
-between any two events and each event's records leave in a produce request
-of their own. `Stream.take_events` gathers up to `CS_AGENT_BATCH` events (or
-what came within `CS_AGENT_BATCH_WAIT` seconds) while the agent works on the
-previous batch; the agent then handles them one by one without yielding in
-between unless its own work waits, so their records share produce requests.
-On the scoring step alone this took 187-229 -> 115-118 µs of CPU per event
+(`Stream._c_aiter`), so the loop's other tasks (the producer's sender among
+them) run between any two events. `Stream.take_events` gathers up to
+`CS_AGENT_BATCH` events (or what came within `CS_AGENT_BATCH_WAIT` seconds)
+while the agent works on the previous batch; the agent then handles them one
+by one without yielding in between unless its own work waits, and their
+records fill produce batches (`CS_PRODUCER_MAX_BATCH_BYTES`) before the
+sender takes them. The scoring step alone went from 191-212 to 110-121 µs
+of CPU per event, the engagement workload 1.07-1.21x further, at the price
+of up to `CS_AGENT_BATCH_WAIT` per hop for an event that arrives alone
 (docs/performance.md, session 23).
 
 What stays as it was:
