@@ -388,19 +388,19 @@ def main() -> None:
             figures["of_raw"] = figures["records_per_s"] / result["raw_records_per_s"]
     if not args.no_ours:
         # Same rule, same records, same per-key order: every output must be the same.
-        differ = sum(1 for k, v in quix_outputs.items() if ours_outputs.get(k) != v)
-        result["ours"]["outputs_differing_from_quix"] = differ
+        differing = [k for k, v in quix_outputs.items() if ours_outputs.get(k) != v]
+        result["ours"]["outputs_differing_from_quix"] = len(differing)
         result["ours"]["vs_quix"] = result["ours"]["records_per_s"] / result["records_per_s"]
-        if differ or len(ours_outputs) != len(quix_outputs):
-            example = next((k for k, v in quix_outputs.items() if ours_outputs.get(k) != v), "")
+        if differing or len(ours_outputs) != len(quix_outputs):
+            example = differing[0] if differing else ""
             raise SystemExit(
-                f"{differ:,} of {len(quix_outputs):,} outputs differ from Quix's, e.g. "
+                f"{len(differing):,} of {len(quix_outputs):,} outputs differ from Quix's, e.g. "
                 f"Quix {quix_outputs.get(example)!r}, ours {ours_outputs.get(example)!r}"
             )
     result["load_avg_end"] = os.getloadavg()
     result["git_head"] = subprocess.run(
         ["git", "rev-parse", "HEAD"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -422,7 +422,7 @@ def main() -> None:
             + f"), {ours['cpu_us_per_record']:.0f} µs CPU per record (first -> last record), "
             f"{ours['vs_quix']:.2f}x Quix; outputs identical to Quix's"
         )
-    out = args.out or Path(__file__).resolve().parent / "results" / f"quix-scoring-{run}.json"
+    out = args.out or ROOT / "bench" / "results" / f"quix-scoring-{run}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     say(f"results in {out}")
