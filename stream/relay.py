@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.errors import ConsumerStoppedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from mode import Service
 
@@ -47,12 +47,12 @@ from stream import metrics
 from stream.app import app, settings
 from stream.domain.outbox import Outgoing, unpublished
 from stream.security import client_options
-from stream.topic_reader import reached
+from stream.topic_reader import BROKER_FAULTS, reached, start_consumer
 from stream.topics import CHANGES, OUTBOX, RELAY_MARKS
 
 log = logging.getLogger(__name__)
 # A broker that does not answer: the partition is opened again after a pause.
-RETRIED = (KafkaError, OSError, asyncio.TimeoutError)
+RETRIED = BROKER_FAULTS
 
 
 @dataclass
@@ -82,7 +82,12 @@ class ChangeRelay(Service):
         # Per partition, how often it was sought back to its committed offset:
         # a batch fetched across a seek is not relayed (see `_relay`).
         self.seeks: dict[int, int] = {}
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = await start_consumer(
+            self._new_consumer, "change relay", lambda: self.should_stop
+        )
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group,
             enable_auto_commit=False,
@@ -91,8 +96,8 @@ class ChangeRelay(Service):
             metadata_max_age_ms=5000,
             **client_options(settings),
         )
-        self.consumer.subscribe([OUTBOX], listener=_Listener(self))
-        await self.consumer.start()
+        consumer.subscribe([OUTBOX], listener=_Listener(self))
+        return consumer
 
     async def on_stop(self) -> None:
         async with self.lock:

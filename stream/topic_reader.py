@@ -1,10 +1,56 @@
-"""Reading a whole topic with a group-less consumer: every partition, from the beginning."""
+"""Consumers of the worker's own services: started through a broker outage, whole topics read."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+# What a broker that is down, restarting or still electing leaders raises; retried.
+BROKER_FAULTS = (KafkaError, OSError, asyncio.TimeoutError)
+
+
+async def start_consumer(
+    make: Callable[[], AIOKafkaConsumer],
+    what: str,
+    stopping: Callable[[], bool],
+    setup: Callable[[AIOKafkaConsumer], Awaitable[None]] | None = None,
+) -> AIOKafkaConsumer:
+    """A consumer from `make`, started (and `setup` run on it) once the broker answers.
+
+    aiokafka's `start` gives up when the broker is down or does not yet know
+    a topic (`request_timeout_ms`, 40 s), and a service of the worker (the
+    projection, the change relay, the tenant configs) may start while a
+    worker already running loses its broker: the worker then died, taking its
+    agents with it (CI, stop 23). Here a broker fault closes that consumer
+    and a new one is tried, with a back-off up to 5 s, until the broker is
+    back or the worker stops (then the fault is raised).
+    """
+    delay = 0.5
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+            if setup is not None:
+                await setup(consumer)
+            return consumer
+        except BROKER_FAULTS as exc:
+            await consumer.stop()
+            if stopping():
+                raise
+            log.warning(
+                "%s: no broker to start its consumer (%s); retrying in %.1fs",
+                what,
+                type(exc).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def assign_from_beginning(

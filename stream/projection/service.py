@@ -36,6 +36,7 @@ from stream.app import app, settings
 from stream.projection.read_model import ReadModel, latest_per_contact
 from stream.security import client_options
 from stream.tables.tenant_configs import tenant_configs
+from stream.topic_reader import start_consumer
 from stream.topics import CHANGES, SNAPSHOTS
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,21 @@ class Projection(Service):
             settings.redis_prefix,
             filterable_fields=lambda tenant: tenant_configs.get(tenant).filterable_fields,
         )
-        self.consumer = AIOKafkaConsumer(
-            SNAPSHOTS,
-            CHANGES,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=f"{settings.app_id}-projection",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            metadata_max_age_ms=5000,
-            **client_options(settings),
+        self.consumer = await start_consumer(
+            lambda: AIOKafkaConsumer(
+                SNAPSHOTS,
+                CHANGES,
+                bootstrap_servers=settings.kafka_bootstrap,
+                group_id=f"{settings.app_id}-projection",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                metadata_max_age_ms=5000,
+                **client_options(settings),
+            ),
+            "projection",
+            lambda: self.should_stop,
         )
-        await self.consumer.start()
 
     async def on_stop(self) -> None:
         await self.consumer.stop()

@@ -30,7 +30,7 @@ from stream.domain.marketing import MarketingConfig
 from stream.domain.timefmt import MS_PER_DAY
 from stream.models import InputRejected, TenantConfig, decode_tenant_config, is_valid_tenant_id
 from stream.security import client_options
-from stream.topic_reader import assign_from_beginning, reached
+from stream.topic_reader import assign_from_beginning, reached, start_consumer
 from stream.topics import TENANT_CONFIG
 
 log = logging.getLogger(__name__)
@@ -151,15 +151,21 @@ class TenantConfigFollower(Service):
     """Feeds `tenant_configs` from the compacted topic; started by the App before any agent."""
 
     async def on_start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            metadata_max_age_ms=5000,
-            **client_options(settings),
+        async def assign(consumer: AIOKafkaConsumer) -> None:
+            # The worker creates the topic before it starts (stream.topics.ensure_topics).
+            self._ends = await assign_from_beginning(consumer, TENANT_CONFIG)
+
+        self.consumer = await start_consumer(
+            lambda: AIOKafkaConsumer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                enable_auto_commit=False,
+                metadata_max_age_ms=5000,
+                **client_options(settings),
+            ),
+            "tenant configs",
+            lambda: self.should_stop,
+            assign,
         )
-        await self.consumer.start()
-        # The worker creates the topic before it starts (stream.topics.ensure_topics).
-        self._ends = await assign_from_beginning(self.consumer, TENANT_CONFIG)
 
     async def on_stop(self) -> None:
         await self.consumer.stop()

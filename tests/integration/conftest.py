@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "scripts" / "stack"
 # The change outbox (stream/topics.py), without the test's topic prefix.
 OUTBOX = "contact-stream.change-outbox.v1"
+# A worker log's lines that say why it stopped: mode's crash, an agent's failure, a traceback.
+CRASH_LINE = re.compile(r"Crashed reason|\[CRITICAL\]|Traceback \(most recent|failed with")
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,29 @@ class Worker:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def failure_text(self, tail: int = 2000) -> str:
+        """Why this worker failed: its exit status, the log from the first crash line, the tail.
+
+        A worker that crashes while something holds its stop (a commit waiting
+        for a broker that is down) logs many lines after the crash: the log's
+        tail alone does not show the cause (CI, stop 23).
+        """
+        text = self.log_text()
+        status = None if self.process is None else self.process.poll()
+        parts = [f"exit status: {status}"]
+        first = CRASH_LINE.search(text)
+        if first is not None:
+            start = text.rfind("\n", 0, first.start()) + 1
+            parts.append("from the first crash line:\n" + text[start : start + 4000])
+        parts.append(f"log tail:\n{text[-tail:]}")
+        return "\n".join(parts)
+
+    def assert_healthy(self) -> None:
+        """Still running, not crashed (a crashed worker may still be stopping), no agent failed."""
+        assert self.process is not None and self.process.poll() is None, self.failure_text()
+        log = self.log_text()
+        assert "failed with" not in log and "Crashed reason" not in log, self.failure_text()
+
     def ready_count(self) -> int:
         return self.log_text().count(self.ready_line)
 
@@ -166,7 +192,7 @@ class Worker:
         def ready() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.log_text()[-4000:]}")
+                raise AssertionError(f"worker exited early:\n{self.failure_text()}")
             return self.ready_line in self.log_text().rsplit(marker, 1)[-1]
 
         await wait_for(ready, timeout, what=f"{self.command} ready")

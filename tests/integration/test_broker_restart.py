@@ -10,13 +10,18 @@ sequential fold in the reported order.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
-from tests.integration.conftest import Env, Servers, wait_quiet
+from stream.topic_reader import start_consumer
+from tests.integration.conftest import Env, Servers, wait_for, wait_quiet
 from tests.integration.reference import assert_sequential
 from tests.integration.test_identity_crash import PRIMARY, applied_event_ids, dedupe
 from tests.integration.test_identity_races import HOPS, race_intakes, send_all, two_workers
+from tests.integration.test_tenant_config import create_topic
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 30
@@ -37,7 +42,7 @@ async def test_a_broker_stopped_for_30s_mid_stream_loses_nothing_and_applies_not
         at_stop = len(applied_event_ids(changes.values()))
         await asyncio.sleep(OUTAGE_S)
         for w in (first, second):
-            assert w.process is not None and w.process.poll() is None, "a worker died"
+            w.assert_healthy()
     finally:
         servers.stack("kafka-start")
     assert at_stop < len(intakes), "the stream was over before the broker stopped"
@@ -50,10 +55,52 @@ async def test_a_broker_stopped_for_30s_mid_stream_loses_nothing_and_applies_not
         f" distinct {len(values)}, repeated ids {len(repeated)}"
     )
     for w in (first, second):
-        assert w.process is not None and w.process.poll() is None, w.log_text()[-4000:]
-        assert "failed with" not in w.log_text(), w.log_text()[-4000:]
+        w.assert_healthy()
     assert not repeated, f"change ids published more than once: {list(repeated.items())[:5]}"
     applied = [c["cause"]["event_id"] for c in values if c["type"] in PRIMARY]
     assert sorted(applied) == sorted(i["event_id"] for i in intakes), "lost or applied twice"
     await intake_log.read_to_end()
     assert_sequential(values, intake_log.records, changes.records)
+
+
+async def test_a_consumer_started_while_the_broker_is_down_waits_for_it(
+    env: Env, producer, servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The projection, the change relay and the tenant configs start their consumers so.
+
+    A worker's projection was still starting when the broker stopped; aiokafka's
+    start gave up and the running worker died with it (CI, stop 23).
+    """
+    topic = env.topic("started-late")
+    await create_topic(servers, topic)
+    await producer.send_and_wait(topic, b"before the outage", key=b"k")  # compacted: keyed
+
+    def make() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=servers.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            request_timeout_ms=3000,
+        )
+
+    servers.stack("kafka-stop")
+    try:
+        with caplog.at_level(logging.WARNING, logger="stream.topic_reader"):
+            waiting = asyncio.ensure_future(start_consumer(make, "test", lambda: False))
+            plain = make()
+            with pytest.raises(KafkaError):  # what the services did before
+                await plain.start()
+            await plain.stop()
+            retried = "test: no broker to start its consumer"
+            await wait_for(
+                lambda: any(retried in r.getMessage() for r in caplog.records), 30, what=retried
+            )
+            assert not waiting.done(), "gave up while the broker was down"
+    finally:
+        servers.stack("kafka-start")
+    consumer = await asyncio.wait_for(waiting, timeout=120)
+    try:
+        fetched = await asyncio.wait_for(consumer.getone(), 60)
+        assert fetched.value == b"before the outage"
+    finally:
+        await consumer.stop()

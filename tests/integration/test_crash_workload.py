@@ -771,8 +771,7 @@ async def run_workload(
         servers, f"cs-{env.prefix}-projection", env.topic("contact-stream.snapshots.v1"), 120
     )
     await dead.read_to_end(timeout=60)
-    assert worker.process is not None and worker.process.poll() is None, worker.log_text()[-3000:]
-    assert "failed with" not in worker.log_text(), worker.log_text()[-3000:]
+    worker.assert_healthy()
     outcome = Outcome(env, changes, dead, phase_changes, recoveries, time.monotonic() - started)
     worker.stop()
     return outcome

@@ -59,7 +59,7 @@ async def test_a_worker_joining_and_leaving_mid_race_loses_nothing_and_applies_n
         f"\napplied at join {at_join}, at leave {at_leave} of {len(intakes)};"
         f" change records {len(raw)}, distinct {len(values)}, repeated ids {len(repeated)}"
     )
-    assert first.process is not None and first.process.poll() is None, first.log_text()[-4000:]
+    assert first.process is not None and first.process.poll() is None, first.failure_text()
     assert "failed with" not in first.log_text() + second.log_text()
     assert not repeated, f"change ids published more than once: {list(repeated.items())[:5]}"
     done = [c["cause"]["event_id"] for c in values if c["type"] in PRIMARY]
