@@ -4,8 +4,7 @@ Our own log lines name no identifier, but a library at DEBUG can: aiokafka
 logs whole fetch responses, record bytes included (seen in the log-masking
 test). So every handler's formatter is wrapped to mask the final text, traceback
 included: what looks like an email, and runs of 7 to 12 digits (phones;
-millisecond timestamps have 13 and stay; UUIDs and decimal numbers such
-as a duration of 42.79084779 s are left whole). Digits
+millisecond timestamps have 13 and stay; UUIDs are left whole). Digits
 joined by dashes are not taken for a phone, so dates stay readable: a phone
 typed as 611-22-33-40 inside a library's dump of raw record bytes is the
 case this leaves unmasked.
@@ -26,21 +25,12 @@ PHONE_OR_UUID = re.compile(
 )
 
 
-# One dot between digits and nothing else: a decimal number (Faust's "runtime=42.79084779").
-DECIMAL = re.compile(r"\d+\.\d+")
-
-
 def mask_text(text: str) -> str:
     """The text with every email-like and phone-like value masked."""
     text = EMAIL.sub(lambda m: mask(m.group()), text)
-    return PHONE_OR_UUID.sub(_masked_phone, text)
-
-
-def _masked_phone(match: re.Match[str]) -> str:
-    found = match.group()
-    if match.group("uuid") or DECIMAL.fullmatch(found):
-        return found
-    return mask(re.sub(r"\D", "", found))
+    return PHONE_OR_UUID.sub(
+        lambda m: m.group() if m.group("uuid") else mask(re.sub(r"\D", "", m.group())), text
+    )
 
 
 class MaskingFormatter(logging.Formatter):
