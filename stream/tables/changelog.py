@@ -35,6 +35,7 @@ from faust.types import TP, TableT
 from faust.types.stores import StoreT
 
 from stream.app import app
+from stream.tables.base import partition_db
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,15 @@ class ChangelogWrites:
         event = current_event()
         if event is None:
             raise RuntimeError("a table is written while an agent processes an event")
-        table.data[key] = value
+        partition = event.message.partition
+        db = partition_db(table, partition)
+        if db is None:
+            table.data[key] = value
+        else:
+            db.put(key.encode(), value)  # what `table.data[key] = value` stores (partition_db)
         kept = (table.name, key)
         self._kept.pop(kept, None)  # a key written again goes where it was written last
-        self._kept[kept] = (table, event.message.partition, value)
+        self._kept[kept] = (table, partition, value)
 
     @property
     def pending(self) -> int:

@@ -1,0 +1,75 @@
+"""stream/tables/base.py `partition_db`: the agents' direct reads and writes of a RocksDB
+table are the bytes Faust's own store reads and writes, in the event's partition database,
+and a store that is not RocksDB goes Faust's way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+
+from stream.tables import base, changelog
+
+
+def event(partition: int) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+
+def table(tmp_path: Path, store: str) -> Any:
+    app = faust.App(f"partition-db-{tmp_path.name}", datadir=str(tmp_path), store=store)
+    return base.StrKeyTable(
+        app, name="things", default=None, key_type=bytes, value_type=bytes, partitions=4
+    )
+
+
+@pytest.fixture
+def on_partition(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the agents' current event one of `partition`, for reads and writes alike."""
+
+    def current(partition: int) -> None:
+        monkeypatch.setattr(base, "current_event", lambda: event(partition))
+        monkeypatch.setattr(changelog, "current_event", lambda: event(partition))
+
+    return current
+
+
+def test_a_direct_write_is_what_faust_s_store_reads_and_the_reverse(
+    tmp_path: Path, on_partition: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    things = table(tmp_path, "rocksdb://")
+    store = things.data
+    assert base.partition_db(things, 3) is not None
+    writes = changelog.ChangelogWrites()
+
+    on_partition(3)
+    monkeypatch.setattr(base.faust.stores.rocksdb, "current_event", lambda: event(3))
+    writes.set(things, "t|ana@example.com", b"direct")
+    assert things.get("t|ana@example.com") == b"direct"
+    assert len(store._key_index) == 0  # neither went through Faust's key index
+    store["t|faust"] = b"faust's"  # Faust's write, under the same event
+    assert store["t|ana@example.com"] == b"direct"  # Faust's read of ours
+    assert things.get("t|faust") == b"faust's"  # ours of Faust's
+    assert things.get("t|missing", b"default") == b"default"
+
+    # Stored in partition 3's database: another partition's event does not see it,
+    # and a lookup outside any event finds it without the key index.
+    on_partition(1)
+    assert things.get("t|ana@example.com") is None
+    monkeypatch.setattr(base.faust.stores.rocksdb, "current_event", lambda: None)
+    assert store._get_bucket_for_key(b"t|ana@example.com")[1] == b"direct"
+    assert [p for p, db in store._dbs.items() if db.get(b"t|ana@example.com")] == [3]
+    assert writes.pending == 1
+
+
+def test_a_store_that_is_not_rocksdb_goes_faust_s_way(
+    tmp_path: Path, on_partition: Any
+) -> None:
+    things = table(tmp_path, "memory://")
+    assert base.partition_db(things, 0) is None
+    on_partition(0)
+    changelog.ChangelogWrites().set(things, "t|k", b"v")
+    assert things.data["t|k"] == b"v"
+    assert things.get("t|k") == b"v"
