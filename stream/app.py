@@ -18,6 +18,7 @@ from faust.types.tuples import RecordMetadata
 from mode import ServiceT
 
 from stream import diagnostics, logmask, metrics
+from stream.partitioner import KafkaPartitioner
 from stream.security import broker_credentials
 from stream.settings import get_settings
 from stream.tables.local_state import mark_clean, open_local_state
@@ -144,6 +145,8 @@ app = App(
     processing_guarantee=settings.processing_guarantee,
     producer_linger=settings.producer_linger,
     producer_max_batch_size=settings.producer_max_batch_bytes,
+    # Kafka's default partitioner with a compiled murmur2 (stream/partitioner.py).
+    producer_partitioner=KafkaPartitioner(),
     broker_commit_interval=settings.commit_interval,
     web_bind=settings.web_host,
     # The URL other workers forward a request to when this one owns the key.
