@@ -28,6 +28,14 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
 5. A fetched batch of a changelog partition that the recovery service
    restores by batches (stream/tables/recovery.py) goes to it whole, not
    record by record through the conductor and the recovery's queue.
+6. A partition whose commits have stopped is read again. Faust commits a
+   partition only up to the first hole in its acknowledged offsets, so a
+   hole that nothing will fill (its records not being processed, no fetch
+   gap over it) stops that partition's commits for good while its records
+   go on being processed (seen once after a broker outage,
+   docs/reliability.md). After `CS_COMMIT_STALL_SECONDS` the worker logs it
+   and asks the group to rebalance, which reads the partition again from its
+   committed offset, as a restart would.
 
 Tried and dropped: rewinding never-committed partitions to their beginning
 during recovery. Recovery resumes the flow before that seek completes, and a
@@ -40,6 +48,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping, Set
 from typing import Any, ClassVar, cast
 
@@ -49,6 +59,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, ConsumerT, FutureMessage, Message, ProducerT
 from faust.types.tuples import ConsumerMessage
+from intervaltree import IntervalTree
 from mode import Service, ServiceT
 
 RecordMap = Mapping[TP, list[Any]]
@@ -76,6 +87,10 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         return await super()._fetch_records(
             consumer, partitions, timeout=timeout, max_records=max_records
         )
+
+    async def request_rejoin(self) -> None:
+        """Make the consumer rejoin its group: a rebalance, every partition sought to its commit."""
+        self._ensure_consumer()._coordinator.request_rejoin()
 
     async def rewind(self, batches: Mapping[TP, tuple[int, int]]) -> int:
         """Move a partition back to its first undelivered record if this assignment fetched it.
@@ -253,6 +268,60 @@ class Consumer(driver.Consumer):
                 await self.commit()
         await super().on_partitions_revoked(revoked)
 
+    # Fix 6 (module docstring): how long a hole may hold a partition's commits, and how
+    # often the holes are looked for. 0 turns the watch off.
+    stall_seconds: ClassVar[float] = float(os.environ.get("CS_COMMIT_STALL_SECONDS", "60"))
+    stall_check_seconds: ClassVar[float] = min(5.0, stall_seconds / 2 or 5.0)
+
+    @Service.task
+    async def _watch_commit_stalls(self) -> None:
+        """Rebalance when a partition's commits have been held by the same dead hole too long."""
+        if self.stall_seconds <= 0:
+            return
+        seen: dict[TP, tuple[tuple[int, int], float]] = {}  # hole, when first seen
+        while not self.should_stop:
+            await self.sleep(self.stall_check_seconds)
+            if self.app.rebalancing or self.should_stop:
+                seen.clear()
+                continue
+            stalled = self._stalled(seen, time.monotonic())
+            if stalled:
+                for tp, (first, last) in stalled.items():
+                    log.warning(
+                        "%s[%d]: commits stopped at offset %d for %.0fs: offsets %d-%d are "
+                        "neither acknowledged nor being processed, while later ones are; "
+                        "rebalancing to read the partition again from its committed offset",
+                        tp.topic,
+                        tp.partition,
+                        first,
+                        self.stall_seconds,
+                        first,
+                        last,
+                    )
+                seen.clear()
+                await self._thread.call_thread(self._thread.request_rejoin)
+
+    def _stalled(
+        self, seen: dict[TP, tuple[tuple[int, int], float]], now: float
+    ) -> dict[TP, tuple[int, int]]:
+        """The partitions whose dead hole (`dead_hole`) has stood unchanged for `stall_seconds`."""
+        lowest: dict[TP, int] = {}  # per partition, the lowest offset still being processed
+        for message in list(self._unacked_messages):
+            if not message.acked and message.offset < lowest.get(message.tp, message.offset + 1):
+                lowest[message.tp] = message.offset
+        stalled = {}
+        for tp, acked in list(self._acked.items()):
+            hole = dead_hole(
+                acked, self._committed_offset.get(tp), lowest.get(tp), self._gap.get(tp)
+            )
+            if hole is None:
+                seen.pop(tp, None)
+            elif tp not in seen or seen[tp][0] != hole:
+                seen[tp] = (hole, now)
+            elif now - seen[tp][1] >= self.stall_seconds:
+                stalled[tp] = hole
+        return stalled
+
     _pressure_waiter: tuple[TP, asyncio.Future[None]] | None = None
 
     def on_buffer_drop(self, tp: TP) -> None:
@@ -373,6 +442,35 @@ class Consumer(driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def dead_hole(
+    acked: list[int],
+    committed: int | None,
+    lowest_in_process: int | None,
+    gaps: IntervalTree | None,
+) -> tuple[int, int] | None:
+    """The offsets (first, last) holding a partition's commits that no acknowledgement will fill.
+
+    Faust's `Consumer._new_offset` commits nothing while the lowest acked
+    offset is more than one past the committed one (a committed offset of 0
+    or none is not checked); the records not acked are then those from the
+    committed offset (the next one to read) to the one before the lowest
+    acked. Such a hole fills as its records are processed and acked, unless
+    none of them is being processed (`lowest_in_process`, the lowest offset
+    delivered and not yet acked, is past it) and no fetch gap covers it
+    (Faust counts those offsets as acked when it commits).
+    """
+    if not acked or not committed:
+        return None
+    low = min(acked)
+    if low - committed <= 1:
+        return None
+    if lowest_in_process is not None and lowest_in_process < low:
+        return None
+    if gaps and gaps.overlaps(committed + 1, low):
+        return None
+    return committed, low - 1
 
 
 def _first_undelivered(records: list[Any], delivered: int) -> int | None:

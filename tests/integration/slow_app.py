@@ -4,6 +4,11 @@ The agent takes `SLOW_SECONDS` per record and forwards it, with its process
 id, to the output topic; with a buffer of 4 the transport's drain
 loop spends nearly all its time blocked in the conductor's callback waiting
 for room, which is where a rebalance has to interrupt it.
+
+`SLOW_LOSE_COMMIT=N` makes the worker's Nth offset commit lose its offsets
+after Faust has taken their acknowledgements (our transport's consumer only):
+the state a worker was seen in once after a broker outage, its commits
+stopped behind a hole nothing fills (docs/reliability.md, transport fix 6).
 """
 
 from __future__ import annotations
@@ -26,6 +31,28 @@ app = faust.App(
     broker_session_timeout=10,
     producer_linger=0,
 )
+
+
+def _lose_a_commit(nth: int) -> None:
+    from stream.transport import Consumer
+
+    original = Consumer._commit_offsets
+    calls = 0
+
+    async def commit_offsets(self: Consumer, offsets: Any, *args: Any, **kwargs: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == nth:  # `_new_offset` has removed these acks already
+            logging.getLogger("slow_app").warning("slow-app lost the commit of %r", offsets)
+            return False
+        return await original(self, offsets, *args, **kwargs)
+
+    Consumer._commit_offsets = commit_offsets  # type: ignore[method-assign]
+
+
+if os.environ.get("SLOW_LOSE_COMMIT"):
+    _lose_a_commit(int(os.environ["SLOW_LOSE_COMMIT"]))
+
 source = app.topic(os.environ["SLOW_IN"], value_serializer="raw")
 sink = app.topic(os.environ["SLOW_OUT"], value_serializer="raw")
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "0.02"))

@@ -88,3 +88,49 @@ async def test_a_rebalance_during_a_blocked_callback_loses_and_repeats_nothing(
     assert not twice, f"{len(twice)} records processed more than once: {sorted(twice)[:10]}"
     # The second worker really took partitions over mid-stream.
     assert len(by_worker) == 2, by_worker
+
+
+async def test_a_partition_whose_commits_stopped_behind_a_dead_hole_is_read_again(
+    servers: Servers, producer, reader, tmp_path: Path
+) -> None:
+    """Transport fix 6: the worker's second commit loses its offsets (SLOW_LOSE_COMMIT), so
+    its partitions' commits stop behind records processed but never committed. The watch
+    sees it after CS_COMMIT_STALL_SECONDS and rebalances; every partition is then
+    committed to its end, and nothing is lost (the records of the hole are processed again).
+    """
+    run = uuid.uuid4().hex[:8]
+    source, sink, records = f"lossy-in-{run}", f"lossy-out-{run}", 400
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(source, 4, 1), NewTopic(sink, 4, 1)])
+    finally:
+        await admin.close()
+    for i in range(records):
+        await producer.send(source, str(i).encode(), key=str(i).encode())
+    await producer.flush()
+    env = {
+        **os.environ,
+        "CS_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+        "SLOW_APP_ID": f"lossy-{run}",
+        "SLOW_TRANSPORT": "cskafka",
+        "SLOW_IN": source,
+        "SLOW_OUT": sink,
+        "SLOW_LOSE_COMMIT": "2",
+        "CS_COMMIT_STALL_SECONDS": os.environ.get("TEST_COMMIT_STALL_SECONDS", "4"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    out = await reader(sink)
+    log = tmp_path / "worker.log"
+    worker = start_slow_worker(env, log)
+    try:
+        await out.wait_until(lambda v: len(v) >= records, timeout=120)
+        await wait_committed(servers, f"lossy-{run}", source, timeout=90)
+        values = await out.read_to_end()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    text = log.read_text(errors="replace")
+    assert "slow-app lost the commit of" in text, text[-3000:]
+    assert "commits stopped at offset" in text, text[-3000:]
+    assert set(v["n"] for v in values) == {str(i) for i in range(records)}, "records lost"

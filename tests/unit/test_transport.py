@@ -296,3 +296,52 @@ async def test_no_wait_for_a_partition_whose_buffer_is_not_under_pressure() -> N
     for n in range(5):
         _put(consumer, queue, tp, n)
     await asyncio.wait_for(consumer._wait_pressure_drop(tp), timeout=1)
+
+
+# Fix 6: a partition whose commits stopped behind a hole nothing will fill.
+
+
+def test_a_hole_is_dead_only_if_nothing_being_processed_or_gapped_can_fill_it() -> None:
+    from intervaltree import IntervalTree
+
+    from stream.transport import dead_hole
+
+    # The state seen after the broker outage: committed 4, acked from 68.
+    assert dead_hole([68, 69, 73, 70], 4, None, None) == (4, 67)
+    assert dead_hole([68, 69], 4, 80, IntervalTree()) == (4, 67)  # what is in process is later
+    assert dead_hole([68, 69], 4, 30, None) is None  # record 30 will be acked
+    assert dead_hole([68, 69], 4, None, IntervalTree.from_tuples([(5, 68)])) is None
+    assert dead_hole([5, 6, 9], 4, None, None) is None  # no hole at the head: Faust commits 7
+    assert dead_hole([5, 6], 4, None, None) is None  # Faust lets offset 4 go (its `> 1`)
+    assert dead_hole([6, 7], 4, None, None) == (4, 5)
+    assert dead_hole([], 4, None, None) is None
+    assert dead_hole([68], None, None, None) is None  # never committed: Faust does not wait
+    assert dead_hole([68], 0, None, None) is None  # nor at 0 (falsy, its check)
+
+
+def test_only_a_hole_that_stood_unchanged_for_the_stall_time_is_stalled() -> None:
+    consumer = Consumer.__new__(Consumer)
+    tp, other = TP("t", 0), TP("t", 1)
+    consumer._acked = {tp: [68, 69], other: [12]}
+    consumer._committed_offset = {tp: 4, other: 11}
+    consumer._gap = {}
+    in_process = SimpleNamespace(tp=other, offset=12, acked=False)
+    done = SimpleNamespace(tp=tp, offset=30, acked=True)  # acked, though still referenced
+    consumer._unacked_messages = [in_process, done]  # type: ignore[assignment]
+    stall = consumer.stall_seconds
+    seen: dict[TP, tuple[tuple[int, int], float]] = {}
+    assert consumer._stalled(seen, 100.0) == {}
+    assert seen == {tp: ((4, 67), 100.0)}
+    assert consumer._stalled(seen, 100.0 + stall - 1) == {}
+    consumer._acked[tp] = [68, 69, 70]  # later records acked: the same hole
+    assert consumer._stalled(seen, 100.0 + stall) == {tp: (4, 67)}
+    # A hole that moved starts its clock again; one that closed is forgotten.
+    consumer._committed_offset[tp] = 10
+    assert consumer._stalled(seen, 100.0 + 2 * stall) == {}
+    assert seen[tp] == ((10, 67), 100.0 + 2 * stall)
+    consumer._committed_offset[tp] = 67
+    assert consumer._stalled(seen, 100.0 + 3 * stall) == {} and seen == {}
+    # A record of the hole still being processed will be acked: not stalled.
+    consumer._committed_offset[tp] = 4
+    consumer._unacked_messages.append(SimpleNamespace(tp=tp, offset=40, acked=False))
+    assert consumer._stalled(seen, 0.0) == {} and consumer._stalled(seen, 10 * stall) == {}
