@@ -47,12 +47,10 @@ from stream import metrics
 from stream.app import app, settings
 from stream.domain.outbox import Outgoing, unpublished
 from stream.security import client_options
-from stream.topic_reader import BROKER_FAULTS, reached, start_consumer
+from stream.topic_reader import BROKER_FAULTS, reached, retried, start_consumer
 from stream.topics import CHANGES, OUTBOX, RELAY_MARKS
 
 log = logging.getLogger(__name__)
-# A broker that does not answer: the partition is opened again after a pause.
-RETRIED = BROKER_FAULTS
 
 
 @dataclass
@@ -174,7 +172,7 @@ class ChangeRelay(Service):
                 await producer.send_offsets_to_transaction(
                     {owned.tp: records[-1].offset + 1}, self.group
                 )
-        except RETRIED as exc:
+        except BROKER_FAULTS as exc:
             # A broker fault, or ProducerFenced: another worker opened this
             # partition's producer since, so this one's assignment is stale or
             # the other's is. Either way the partition starts over from what is
@@ -246,7 +244,10 @@ class ChangeRelay(Service):
                     tp.partition: Owned(tp, producer, marks[tp.partition])
                     for tp, producer in zip(tps, producers, strict=True)
                 }
-            except RETRIED as exc:
+            except BROKER_FAULTS as exc:
+                if not retried(exc):  # a refusal (stream.topic_reader.REFUSALS)
+                    await _stop(producers)
+                    raise
                 log.warning(
                     "change relay cannot open outbox partitions (%s); retrying in %.1fs",
                     type(exc).__name__,

@@ -7,12 +7,43 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalSaslStateError,
+    IncompatibleBrokerVersion,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnrecognizedBrokerVersion,
+    UnsupportedSaslMechanismError,
+)
 
 log = logging.getLogger(__name__)
 
 # What a broker that is down, restarting or still electing leaders raises; retried.
 BROKER_FAULTS = (KafkaError, OSError, asyncio.TimeoutError)
+
+# Among those, the broker's refusals: it answers, and asking again cannot change
+# the answer (credentials, ACLs, a protocol it does not speak). Raised at once,
+# so the service's start fails with its cause instead of retrying forever.
+REFUSALS = (
+    AuthenticationFailedError,
+    IllegalSaslStateError,
+    UnsupportedSaslMechanismError,
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnrecognizedBrokerVersion,
+    IncompatibleBrokerVersion,
+)
+
+
+def retried(exc: BaseException) -> bool:
+    """Whether a broker fault is worth another try: any but a refusal."""
+    return isinstance(exc, BROKER_FAULTS) and not isinstance(exc, REFUSALS)
 
 
 async def start_consumer(
@@ -29,7 +60,8 @@ async def start_consumer(
     worker already running loses its broker: the worker then died, taking its
     agents with it (CI, stop 23). Here a broker fault closes that consumer
     and a new one is tried, with a back-off up to 5 s, until the broker is
-    back or the worker stops (then the fault is raised).
+    back or the worker stops (then the fault is raised). A refusal
+    (`REFUSALS`: credentials, ACLs) is raised at once.
     """
     delay = 0.5
     while True:
@@ -41,7 +73,7 @@ async def start_consumer(
             return consumer
         except BROKER_FAULTS as exc:
             await consumer.stop()
-            if stopping():
+            if stopping() or not retried(exc):
                 raise
             log.warning(
                 "%s: no broker to start its consumer (%s); retrying in %.1fs",
