@@ -36,7 +36,7 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
    with the Redis commands and scripts run meanwhile. Every input must come
    out as a change event: a dead letter (`unknown_contact` would mean the
    preload is not where the worker looks) fails the run;
-5. `--profile`: `py-spy record -r 200 -f raw` (with `--gil` if
+5. `--profile`: `py-spy record --nonblocking -r 200 -f raw` (with `--gil` if
    `--profile-gil`) attached to the worker for
    `--profile-seconds` (20) once 20 % of the inputs are out; the top
    functions by self and by inclusive time are printed, the raw
@@ -589,6 +589,12 @@ async def profile_worker(pid: int, seconds: float, out: Path, gil: bool = False)
     process = await asyncio.create_subprocess_exec(
         pyspy(),
         "record",
+        # Not stopping the worker for each sample: here a stopped process is
+        # caught at a system call far more often than it spends there (a probe
+        # of ~1 µs getpid-backed `create_future` beside 3 µs of pure Python got
+        # 95 % of the samples; with --nonblocking 40 %, against ~25 % by the
+        # clock; docs/performance.md, session 25).
+        "--nonblocking",
         *(["--gil"] if gil else []),
         "-r",
         "200",

@@ -265,7 +265,9 @@ def run_ours(
     }
     command = [sys.executable, str(ROOT / "bench" / "scoring_app.py"), "worker", "-l", "warn"]
     # py-spy over the whole run (start-up included); it writes its file when the worker stops.
-    py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw"]
+    # --nonblocking: a stopped process is caught at system calls too often (bench/engagement.py).
+    py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "-r", "200"]
+    py_spy += ["-f", "raw"]
     profiler = [] if profile is None else [*py_spy, "-o", str(profile), "--"]
     with log.open("wb") as sink_log:
         process = subprocess.Popen(
