@@ -10,7 +10,7 @@ product's: per event, the key's stored engagement is read from a bytes table
 the same state dict, the same output) runs on it, the new state is written
 with its changelog record sent straight to the producer
 (`stream.tables.changelog.ChangelogWrites`, as the contact agent does) and
-the output is sent pre-serialized (`app.producer.send`, as `send_raw` does).
+the output is sent pre-serialized (`stream.produce.produce`, as `send_raw` does).
 Events are taken as the product's agents take them (`stream.agents.batches`:
 `CS_AGENT_BATCH` at a time; 1 for Faust's one at a time).
 
@@ -35,6 +35,7 @@ from quix_scoring import scorer
 
 from stream.agents import batches
 from stream.app import app
+from stream.produce import produce
 from stream.tables.base import bytes_table
 from stream.tables.changelog import ChangelogWrites
 
@@ -84,7 +85,7 @@ async def score_step(stream: Any) -> None:
     progress = Progress()
     async for event in batches.events(stream, "bench-score"):
         output = score_one(event)
-        await app.producer.send(SINK, event.key, orjson.dumps(output), None, None, None)
+        await produce(SINK, event.key, orjson.dumps(output))
         await writes.send()
         await progress.count()
 

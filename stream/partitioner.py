@@ -31,6 +31,11 @@ def murmur2(key: bytes) -> int:
     return int(murmurhash2(key, KAFKA_SEED))
 
 
+def partition_for(key: bytes, count: int) -> int:
+    """The partition (of `count`, numbered from 0) Kafka's default partitioner gives `key`."""
+    return (murmurhash2(key, KAFKA_SEED) & 0x7FFFFFFF) % count
+
+
 class KafkaPartitioner:
     """aiokafka's `DefaultPartitioner`: a keyed record by murmur2, a keyless one at random."""
 

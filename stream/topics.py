@@ -13,6 +13,7 @@ from faust.assignor import LeaderAssignor
 from faust.types import TopicT
 
 from stream.app import app, settings
+from stream.produce import produce
 from stream.security import client_options
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,16 @@ async def send_raw(topic: TopicT, key: bytes | None, value: bytes) -> None:
     `FutureMessage` and calls the sensors on the way in and out: ~6 % of the
     worker's CPU on the engagement path for bytes that need none of it.
     Delivery is the same (the producer's acks, and every commit flushes the
-    producer first); a failed delivery is logged without the record. Under
+    producer first); a failed delivery is logged without the record. The
+    record goes to aiokafka's accumulator directly where it can
+    (stream/produce.py). Under
     `exactly_once` the send must join the partition's transaction: Faust's path.
     """
     if app.in_transaction:
         await topic.send(key=key, value=value)
         return
-    sent = await app.producer.send(topic.get_topic_name(), key, value, None, None, None)
-    cast("asyncio.Future[Any]", sent).add_done_callback(_report_failure)
+    sent = await produce(topic.get_topic_name(), key, value)
+    sent.add_done_callback(_report_failure)
 
 
 def _report_failure(sent: asyncio.Future[Any]) -> None:

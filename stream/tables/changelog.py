@@ -11,8 +11,8 @@ worker's CPU (docs/performance.md, recipe item 5).
 `ChangelogWrites.set` stores the value at once (readers see it, as with
 Faust's write) and keeps the record; `send` sends what was kept, one record
 per key with its last value, in the order the keys were last written, each
-pre-serialized to the producer on the partition of the event being
-processed (Faust's choice), and stores the persisted offset when the broker
+pre-serialized to the producer (stream/produce.py) on the partition of the
+event being processed (Faust's choice), and stores the persisted offset when the broker
 acknowledges it (Faust's `_on_changelog_sent`), once per partition for the
 acknowledgements that arrive together. The caller sends before
 anything that must follow the records: the contact agent sends after each
@@ -35,6 +35,7 @@ from faust.types import TP, TableT
 from faust.types.stores import StoreT
 
 from stream.app import app
+from stream.produce import produce
 from stream.tables.base import partition_db
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,9 @@ class ChangelogWrites:
             kept = next(iter(self._kept))
             table, partition, value = self._kept[kept]
             topic = table.changelog_topic.get_topic_name()
-            sent = await app.producer.send(topic, kept[1].encode(), value, partition, None, None)
+            sent = await produce(topic, kept[1].encode(), value, partition)
             del self._kept[kept]
-            cast("asyncio.Future[Any]", sent).add_done_callback(
+            sent.add_done_callback(
                 partial(_acked, cast(StoreT[Any, Any], table.data), TP(topic, partition))
             )
 

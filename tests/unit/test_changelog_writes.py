@@ -54,6 +54,11 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
     fake = Producer()
     app = SimpleNamespace(in_transaction=False, producer=fake)
     monkeypatch.setattr(changelog, "app", app)
+
+    async def produce(topic: str, key: bytes, value: bytes, partition: int) -> Any:
+        return await fake.send(topic, key, value, partition)
+
+    monkeypatch.setattr(changelog, "produce", produce)
     monkeypatch.setattr(changelog, "current_event", lambda: event(2))
     return fake
 
