@@ -46,4 +46,4 @@ class KafkaPartitioner:
     ) -> int:
         if key is None:
             return int(self._keyless(key, all_partitions, available))
-        return all_partitions[(murmurhash2(key, KAFKA_SEED) & 0x7FFFFFFF) % len(all_partitions)]
+        return all_partitions[partition_for(key, len(all_partitions))]

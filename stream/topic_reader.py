@@ -22,7 +22,8 @@ from aiokafka.errors import (
 
 log = logging.getLogger(__name__)
 
-# What a broker that is down, restarting or still electing leaders raises; retried.
+# What a broker that is down, restarting or still electing leaders raises; retried
+# (`retried`), except its refusals below.
 BROKER_FAULTS = (KafkaError, OSError, asyncio.TimeoutError)
 
 # Among those, the broker's refusals: it answers, and asking again cannot change

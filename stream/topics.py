@@ -165,8 +165,8 @@ async def send_raw(topic: TopicT, key: bytes | None, value: bytes) -> None:
     Delivery is the same (the producer's acks, and every commit flushes the
     producer first); a failed delivery is logged without the record. The
     record goes to aiokafka's accumulator directly where it can
-    (stream/produce.py). Under
-    `exactly_once` the send must join the partition's transaction: Faust's path.
+    (stream/produce.py). Under `exactly_once` the send must join the
+    partition's transaction: Faust's path.
     """
     if app.in_transaction:
         await topic.send(key=key, value=value)

@@ -12,9 +12,9 @@ worker's CPU (docs/performance.md, recipe item 5).
 Faust's write) and keeps the record; `send` sends what was kept, one record
 per key with its last value, in the order the keys were last written, each
 pre-serialized to the producer (stream/produce.py) on the partition of the
-event being processed (Faust's choice), and stores the persisted offset when the broker
-acknowledges it (Faust's `_on_changelog_sent`), once per partition for the
-acknowledgements that arrive together. The caller sends before
+event being processed (Faust's choice), and stores the persisted offset when
+the broker acknowledges it (Faust's `_on_changelog_sent`), once per partition
+for the acknowledgements that arrive together. The caller sends before
 anything that must follow the records: the contact agent sends after each
 operation, before its follow-ups are handed to the pump, whose flush then
 covers them; every commit flushes the producer first, as before.
