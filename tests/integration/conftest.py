@@ -25,7 +25,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,6 +280,16 @@ async def env(servers: Servers, tmp_path: Path) -> AsyncIterator[Env]:
             w.kill()
     if not os.environ.get("CS_TEST_KEEP_TOPICS"):  # set it to inspect a failed test's topics
         await delete_topics(servers, (f"{e.prefix}.", f"cs-{e.prefix}-"))
+
+
+async def create_topics(servers: Servers, *names: str, partitions: int = 4) -> None:
+    """Create these topics (replication 1): the broker does not create them on first use."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        await admin.close()
 
 
 async def delete_topics(servers: Servers, prefixes: tuple[str, ...]) -> None:

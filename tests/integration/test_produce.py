@@ -8,11 +8,10 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.partitioner import KafkaPartitioner
 from stream.produce import fast_partition
-from tests.integration.conftest import Servers
+from tests.integration.conftest import Servers, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +23,7 @@ async def test_the_direct_path_puts_every_record_where_aiokafka_s_send_puts_it(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     direct, stock = f"produce-direct-{run}", f"produce-stock-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (direct, stock)])
-    finally:
-        await admin.close()
+    await create_topics(servers, direct, stock, partitions=PARTITIONS)
     client = AIOKafkaProducer(
         bootstrap_servers=servers.kafka_bootstrap, partitioner=KafkaPartitioner()
     )
@@ -78,12 +72,7 @@ async def placed(servers: Servers, topic: str) -> dict[bytes, tuple[int, bytes]]
 async def test_what_the_direct_path_leaves_to_aiokafka(servers: Servers) -> None:
     run = uuid.uuid4().hex[:8]
     topic = f"produce-left-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await create_topics(servers, topic, partitions=PARTITIONS)
     ours = AIOKafkaProducer(
         bootstrap_servers=servers.kafka_bootstrap,
         partitioner=KafkaPartitioner(),

@@ -16,13 +16,27 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.conftest import ROOT, Servers, wait_committed
+from tests.integration.conftest import ROOT, Servers, create_topics, wait_committed
 
 pytestmark = pytest.mark.integration
 
 RECORDS = 1000  # 20 ms each: ~20 s of work, the second worker joins after ~1 s
+
+
+def slow_env(
+    servers: Servers, app_id: str, source: str, sink: str, transport: str | None = None
+) -> dict[str, str]:
+    """slow_app.py's environment: its app id, topics and transport (TEST_SLOW_TRANSPORT)."""
+    return {
+        **os.environ,
+        "CS_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+        "SLOW_APP_ID": app_id,
+        "SLOW_TRANSPORT": transport or os.environ.get("TEST_SLOW_TRANSPORT", "cskafka"),
+        "SLOW_IN": source,
+        "SLOW_OUT": sink,
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def start_slow_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -47,24 +61,11 @@ async def test_a_rebalance_during_a_blocked_callback_loses_and_repeats_nothing(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     source, sink = f"slow-in-{run}", f"slow-out-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(source, 4, 1), NewTopic(sink, 4, 1)])
-    finally:
-        await admin.close()
+    await create_topics(servers, source, sink)
     for i in range(RECORDS):
         await producer.send(source, str(i).encode(), key=str(i).encode())
     await producer.flush()
-    env = {
-        **os.environ,
-        "CS_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
-        "SLOW_APP_ID": f"slow-{run}",
-        "SLOW_TRANSPORT": os.environ.get("TEST_SLOW_TRANSPORT", "cskafka"),
-        "SLOW_IN": source,
-        "SLOW_OUT": sink,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = slow_env(servers, f"slow-{run}", source, sink)
     out = await reader(sink)
     logs = [tmp_path / "a" / "worker.log", tmp_path / "b" / "worker.log"]
     for log in logs:
@@ -100,26 +101,13 @@ async def test_a_partition_whose_commits_stopped_behind_a_dead_hole_is_read_agai
     """
     run = uuid.uuid4().hex[:8]
     source, sink, records = f"lossy-in-{run}", f"lossy-out-{run}", 400
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(source, 4, 1), NewTopic(sink, 4, 1)])
-    finally:
-        await admin.close()
+    await create_topics(servers, source, sink)
     for i in range(records):
         await producer.send(source, str(i).encode(), key=str(i).encode())
     await producer.flush()
-    env = {
-        **os.environ,
-        "CS_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
-        "SLOW_APP_ID": f"lossy-{run}",
-        "SLOW_TRANSPORT": "cskafka",
-        "SLOW_IN": source,
-        "SLOW_OUT": sink,
-        "SLOW_LOSE_COMMIT": "2",
-        "CS_COMMIT_STALL_SECONDS": os.environ.get("TEST_COMMIT_STALL_SECONDS", "4"),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = slow_env(servers, f"lossy-{run}", source, sink, transport="cskafka")
+    env["SLOW_LOSE_COMMIT"] = "2"
+    env["CS_COMMIT_STALL_SECONDS"] = os.environ.get("TEST_COMMIT_STALL_SECONDS", "4")
     out = await reader(sink)
     log = tmp_path / "worker.log"
     worker = start_slow_worker(env, log)

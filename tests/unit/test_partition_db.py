@@ -64,9 +64,7 @@ def test_a_direct_write_is_what_faust_s_store_reads_and_the_reverse(
     assert writes.pending == 1
 
 
-def test_a_store_that_is_not_rocksdb_goes_faust_s_way(
-    tmp_path: Path, on_partition: Any
-) -> None:
+def test_a_store_that_is_not_rocksdb_goes_faust_s_way(tmp_path: Path, on_partition: Any) -> None:
     things = table(tmp_path, "memory://")
     assert base.partition_db(things, 0) is None
     on_partition(0)
