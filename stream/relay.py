@@ -46,6 +46,7 @@ from mode import Service
 from stream import metrics
 from stream.app import app, settings
 from stream.domain.outbox import Outgoing, unpublished
+from stream.partitioner import KafkaPartitioner
 from stream.security import client_options
 from stream.topic_reader import BROKER_FAULTS, reached, retried, start_consumer
 from stream.topics import CHANGES, OUTBOX, RELAY_MARKS
@@ -264,6 +265,7 @@ class ChangeRelay(Service):
             transactional_id=f"{self.group}-{partition}",
             enable_idempotence=True,
             linger_ms=5,
+            partitioner=KafkaPartitioner(),  # the changes go where the workers' records go
             **client_options(settings),
         )
 

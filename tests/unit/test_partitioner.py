@@ -44,3 +44,12 @@ def test_a_keyless_record_goes_to_an_available_partition() -> None:
 def test_the_app_s_producer_partitions_with_it() -> None:
     assert isinstance(app.conf.producer_partitioner, KafkaPartitioner)
     assert isinstance(app.producer.partitioner, KafkaPartitioner)
+
+
+async def test_the_change_relay_s_producers_partition_with_it() -> None:
+    from types import SimpleNamespace
+
+    from stream.relay import ChangeRelay
+
+    producer = ChangeRelay._producer(SimpleNamespace(group="g"), 0)  # type: ignore[arg-type]
+    assert isinstance(producer._partitioner, KafkaPartitioner)
