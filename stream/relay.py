@@ -246,15 +246,14 @@ class ChangeRelay(Service):
                     for tp, producer in zip(tps, producers, strict=True)
                 }
             except BROKER_FAULTS as exc:
+                await _stop(producers)
                 if not retried(exc):  # a refusal (stream.topic_reader.REFUSALS)
-                    await _stop(producers)
                     raise
                 log.warning(
                     "change relay cannot open outbox partitions (%s); retrying in %.1fs",
                     type(exc).__name__,
                     delay,
                 )
-                await _stop(producers)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return {}

@@ -67,10 +67,7 @@ def partition_db(table: TableT[str, bytes], partition: int) -> Any | None:
         and not table.use_partitioner
     ):
         return None
-    try:
-        return store._dbs[partition]
-    except KeyError:
-        return store._db_for_partition(partition)
+    return store._db_for_partition(partition)
 
 
 def bytes_table(name: str, help_text: str) -> TableT[str, bytes]:
