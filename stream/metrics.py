@@ -27,6 +27,11 @@ RELAY_COPIES = Counter(
     "change events the relay found already published (copies a replay sent again to the outbox)",
 )
 DEAD_LETTERS = Counter("cs_dead_letters", "dead letters sent, per reason", ["reason"])
+UNDELIVERED = Counter(
+    "cs_undelivered_records",
+    "records the broker did not take (the producer gave up on them), per topic",
+    ["topic"],
+)
 OPERATION_SECONDS = Histogram(
     "cs_operation_seconds",
     "time to apply one contact operation, per kind (its follow-ups go out behind a shared flush)",

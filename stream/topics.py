@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
+from typing import cast
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -163,18 +163,13 @@ async def send_raw(topic: TopicT, key: bytes | None, value: bytes) -> None:
     `FutureMessage` and calls the sensors on the way in and out: ~6 % of the
     worker's CPU on the engagement path for bytes that need none of it.
     Delivery is the same (the producer's acks, and every commit flushes the
-    producer first); a failed delivery is logged without the record. The
-    record goes to aiokafka's accumulator directly where it can
-    (stream/produce.py). Under `exactly_once` the send must join the
-    partition's transaction: Faust's path.
+    producer first); a failed delivery is logged and counted without the
+    record, once per produce batch. The record goes to aiokafka's
+    accumulator directly where it can (stream/produce.py). Under
+    `exactly_once` the send must join the partition's transaction: Faust's
+    path.
     """
     if app.in_transaction:
         await topic.send(key=key, value=value)
         return
-    sent = await produce(topic.get_topic_name(), key, value)
-    sent.add_done_callback(_report_failure)
-
-
-def _report_failure(sent: asyncio.Future[Any]) -> None:
-    if not sent.cancelled() and sent.exception() is not None:
-        log.error("a send failed: %s", type(sent.exception()).__name__)
+    await produce(topic.get_topic_name(), key, value)

@@ -12,9 +12,11 @@ worker's CPU (docs/performance.md, recipe item 5).
 Faust's write) and keeps the record; `send` sends what was kept, one record
 per key with its last value, in the order the keys were last written, each
 pre-serialized to the producer (stream/produce.py) on the partition of the
-event being processed (Faust's choice), and stores the persisted offset when
-the broker acknowledges it (Faust's `_on_changelog_sent`), once per partition
-for the acknowledgements that arrive together. The caller sends before
+event being processed (Faust's choice); the table's persisted offset follows
+the broker's acknowledgements (Faust's `_on_changelog_sent`), once per
+produce batch rather than once per record (stream/produce.py). It may lag the
+data by a batch, which a recovery only pays for by reading a few records
+again (it restores from the stored offset to the end). The caller sends before
 anything that must follow the records: the contact agent sends after each
 operation, before its follow-ups are handed to the pump, whose flush then
 covers them; every commit flushes the producer first, as before.
@@ -25,20 +27,15 @@ partition's transaction.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from functools import partial
 from typing import Any, cast
 
 from faust import current_event
-from faust.types import TP, TableT
+from faust.types import TableT
 from faust.types.stores import StoreT
 
 from stream.app import app
 from stream.produce import produce
 from stream.tables.base import partition_db
-
-log = logging.getLogger(__name__)
 
 
 class ChangelogWrites:
@@ -75,41 +72,9 @@ class ChangelogWrites:
             kept = next(iter(self._kept))
             table, partition, value = self._kept[kept]
             topic = table.changelog_topic.get_topic_name()
-            sent = await produce(topic, kept[1].encode(), value, partition)
+            store = cast(StoreT[Any, Any], table.data)
+            await produce(topic, kept[1].encode(), value, partition, offsets=store)
             del self._kept[kept]
-            sent.add_done_callback(
-                partial(_acked, cast(StoreT[Any, Any], table.data), TP(topic, partition))
-            )
-
-
-# The highest acknowledged offset per store and changelog partition, not yet
-# stored. Faust stores each record's offset as it is acknowledged: a RocksDB
-# put per record. The acknowledgements of one produce response arrive in one
-# pass of the loop, so they are stored once, at the next pass: the stored
-# offset may lag the data by that long, which a recovery only pays for by
-# reading a few records again (it restores from the stored offset to the end).
-_pending: dict[tuple[int, TP], tuple[StoreT[Any, Any], int]] = {}
-
-
-def _acked(store: StoreT[Any, Any], tp: TP, sent: asyncio.Future[Any]) -> None:
-    if sent.cancelled():
-        return
-    if sent.exception() is not None:
-        # The commit's flush fails too, so the input is not committed past it.
-        log.error("a changelog send to %s failed: %s", tp, type(sent.exception()).__name__)
-        return
-    offset = sent.result().offset
-    if not _pending:
-        asyncio.get_running_loop().call_soon(_store_offsets)
-    held = _pending.get((id(store), tp))
-    if held is None or offset > held[1]:
-        _pending[id(store), tp] = (store, offset)
-
-
-def _store_offsets() -> None:
-    for (_, tp), (store, offset) in _pending.items():
-        store.set_persisted_offset(tp, offset)
-    _pending.clear()
 
 
 # The contact partitions' writes (stream/agents/applied.py), sent by apply_contact_ops.

@@ -282,12 +282,16 @@ async def env(servers: Servers, tmp_path: Path) -> AsyncIterator[Env]:
         await delete_topics(servers, (f"{e.prefix}.", f"cs-{e.prefix}-"))
 
 
-async def create_topics(servers: Servers, *names: str, partitions: int = 4) -> None:
+async def create_topics(
+    servers: Servers, *names: str, partitions: int = 4, config: dict[str, str] | None = None
+) -> None:
     """Create these topics (replication 1): the broker does not create them on first use."""
     admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        await admin.create_topics(
+            [NewTopic(name, partitions, 1, topic_configs=config or {}) for name in names]
+        )
     finally:
         await admin.close()
 

@@ -1,16 +1,26 @@
 """stream/produce.py on a real broker: a record appended to aiokafka's accumulator directly
 lands where aiokafka's own `send` puts it, acknowledged the same way; whatever the direct
-path cannot judge goes aiokafka's way."""
+path cannot judge goes aiokafka's way. What an acknowledgement is for (a changelog
+partition's persisted offset, a failure logged and counted) is done once per produce
+batch on the direct path, once per record on aiokafka's."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
+from prometheus_client import REGISTRY
 
+from stream import produce as produce_module
 from stream.partitioner import KafkaPartitioner
-from stream.produce import fast_partition
+from stream.produce import fast_partition, produce
 from tests.integration.conftest import Servers, create_topics
 
 pytestmark = pytest.mark.integration
@@ -94,3 +104,87 @@ async def test_what_the_direct_path_leaves_to_aiokafka(servers: Servers) -> None
     finally:
         await ours.stop()
         await stock.stop()
+
+
+class Offsets:
+    """A changelog store's persisted offsets, as `produce` sets them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        self.calls.append((tp.partition, offset))
+
+    def last(self) -> dict[int, int]:
+        return dict(self.calls)
+
+
+@pytest.fixture(params=["direct", "aiokafka"])
+async def sending(
+    request: pytest.FixtureRequest, servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """`produce` on a started producer: ours (the direct path) or the stock one (aiokafka's)."""
+    partitioner = {"partitioner": KafkaPartitioner()} if request.param == "direct" else {}
+    client = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap, **partitioner)
+    await client.start()
+
+    async def send(topic: str, key: bytes, value: bytes, partition: int | None, *_: Any) -> Any:
+        return await client.send(topic, value, key=key, partition=partition)  # Faust's way
+
+    app = SimpleNamespace(producer=SimpleNamespace(_producer=client, send=send))
+    monkeypatch.setattr(produce_module, "app", app)
+    try:
+        yield request.param
+    finally:
+        await client.stop()
+
+
+async def test_a_changelog_partition_s_persisted_offset_follows_its_acknowledgements(
+    servers: Servers, sending: str
+) -> None:
+    topic = f"produce-offsets-{uuid.uuid4().hex[:8]}"
+    await create_topics(servers, topic, partitions=3)
+    offsets = Offsets()
+    await (await produce(topic, b"warm-up", b"", offsets=offsets))  # the metadata, fetched
+    sent = [await produce(topic, b"k%d" % n, b"v%d" % n, offsets=offsets) for n in range(300)]
+    delivered = [await future for future in sent]
+    await asyncio.sleep(0)  # the done callbacks run on the loop
+    highest: dict[int, int] = {}
+    for record in delivered:
+        highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
+    assert offsets.last() == highest
+    if sending == "direct":  # once per produce batch: a few, not one per record
+        assert len(offsets.calls) < 30
+    else:
+        assert len(offsets.calls) == 301
+
+
+async def test_records_the_broker_refuses_are_logged_and_counted_without_their_content(
+    servers: Servers, sending: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = f"produce-refused-{uuid.uuid4().hex[:8]}"
+    await create_topics(servers, topic, partitions=1, config={"max.message.bytes": "1024"})
+    offsets = Offsets()
+    await (await produce(topic, b"warm-up", b"", offsets=offsets))
+    before = undelivered(topic)
+    with caplog.at_level(logging.ERROR, logger="stream.produce"):
+        sent = [
+            await produce(topic, b"secret@example.com", b"x" * 4000, offsets=offsets)
+            for _ in range(4)
+        ]
+        for future in sent:
+            with pytest.raises(MessageSizeTooLargeError):
+                await future
+        await asyncio.sleep(0)
+    assert undelivered(topic) - before == 4
+    logged = [r.getMessage() for r in caplog.records]
+    if sending == "direct":  # the four were one batch: one line
+        assert logged == [f"{topic}: 4 record(s) not delivered: MessageSizeTooLargeError"]
+    else:
+        assert logged == [f"{topic}: 1 record(s) not delivered: MessageSizeTooLargeError"] * 4
+    assert all("secret" not in line for line in logged)
+    assert offsets.calls == [(0, 0)]  # the warm-up's; none for a refused record
+
+
+def undelivered(topic: str) -> float:
+    return REGISTRY.get_sample_value("cs_undelivered_records_total", {"topic": topic}) or 0.0

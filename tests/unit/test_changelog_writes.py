@@ -1,6 +1,7 @@
 """stream/tables/changelog.py: values stored at once, their changelog records sent when
 the operation ends, one per key with its last value, in the order of the last writes,
-on the event's partition; the persisted offset follows the broker's acknowledgement."""
+on the event's partition, with the table's store for its acknowledged offsets
+(stream/produce.py stores them: tests/integration/test_produce.py)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,14 @@ class Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes, int]] = []
         self.acks: list[asyncio.Future[Any]] = []
+        self.stores: list[Any] = []
         self.fail_at: int | None = None
 
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int, *_: Any) -> Any:
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int, offsets: Any) -> Any:
         if self.fail_at == len(self.sent):
             raise RuntimeError("producer closed")
         self.sent.append((topic, key, value, partition))
+        self.stores.append(offsets)
         ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.acks.append(ack)
         return ack
@@ -55,8 +58,8 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
     app = SimpleNamespace(in_transaction=False, producer=fake)
     monkeypatch.setattr(changelog, "app", app)
 
-    async def produce(topic: str, key: bytes, value: bytes, partition: int) -> Any:
-        return await fake.send(topic, key, value, partition)
+    async def produce(topic: str, key: bytes, value: bytes, partition: int, offsets: Any) -> Any:
+        return await fake.send(topic, key, value, partition, offsets)
 
     monkeypatch.setattr(changelog, "produce", produce)
     monkeypatch.setattr(changelog, "current_event", lambda: event(2))
@@ -89,60 +92,13 @@ async def test_one_record_per_key_with_its_last_value_in_the_order_of_the_last_w
     assert len(producer.sent) == 3  # nothing twice
 
 
-async def test_the_persisted_offset_follows_each_acknowledgement_and_not_a_failure(
-    producer: Producer,
-) -> None:
-    contacts = Table("contacts")
-    writes = changelog.ChangelogWrites()
-    writes.set(contacts, "a", b"1")
-    writes.set(contacts, "b", b"1")
-    await writes.send()
-    assert contacts.data.persisted == {}
-    producer.acks[0].set_result(SimpleNamespace(offset=41))
-    producer.acks[1].set_exception(RuntimeError("not enough replicas"))
-    await loop_passes(2)  # done callbacks run on the loop, the offsets are stored next
-    assert contacts.data.persisted == {TP("cs-contacts-changelog", 2): 41}
-
-
-async def test_acknowledgements_that_arrive_together_store_one_offset_per_partition(
-    producer: Producer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_each_record_goes_with_its_table_s_store(producer: Producer) -> None:
     contacts, quota = Table("contacts"), Table("quota")
     writes = changelog.ChangelogWrites()
-    for key in "abc":
-        writes.set(contacts, key, b"1")
+    writes.set(contacts, "a", b"1")
     writes.set(quota, "a", b"1")
-    monkeypatch.setattr(changelog, "current_event", lambda: event(3))
-    writes.set(contacts, "d", b"1")
     await writes.send()
-    stored: list[tuple[str, TP, int]] = []
-    for table in (contacts, quota):
-        monkeypatch.setattr(
-            table.data,
-            "set_persisted_offset",
-            lambda tp, offset, name=table.name: stored.append((name, tp, offset)),
-        )
-    # One produce response: acknowledged out of order, all in one pass of the loop.
-    for ack, offset in zip(producer.acks, (12, 14, 13, 7, 40), strict=True):
-        ack.set_result(SimpleNamespace(offset=offset))
-    await loop_passes(2)
-    assert sorted(stored) == [
-        ("contacts", TP("cs-contacts-changelog", 2), 14),
-        ("contacts", TP("cs-contacts-changelog", 3), 40),
-        ("quota", TP("cs-quota-changelog", 2), 7),
-    ]
-    # A later acknowledgement is stored on its own pass.
-    writes.set(contacts, "e", b"1")
-    await writes.send()
-    producer.acks[-1].set_result(SimpleNamespace(offset=15))
-    await loop_passes(2)
-    assert stored[-1] == ("contacts", TP("cs-contacts-changelog", 3), 15)
-    assert len(stored) == 4
-
-
-async def loop_passes(n: int) -> None:
-    for _ in range(n):
-        await asyncio.sleep(0)
+    assert producer.stores[0] is contacts.data and producer.stores[1] is quota.data
 
 
 async def test_a_failed_send_keeps_that_record_and_the_ones_after_it(producer: Producer) -> None:
