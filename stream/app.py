@@ -23,6 +23,7 @@ from stream.security import broker_credentials
 from stream.settings import get_settings
 from stream.tables.local_state import mark_clean, open_local_state
 from stream.tables.recovery import TableManager
+from stream.transport import refused
 
 settings = get_settings()
 # The worker's exit status when an agent failed (EX_SOFTWARE).
@@ -117,7 +118,9 @@ class App(faust.App):
 
     async def on_stop(self) -> None:
         await super().on_stop()  # streams drained, offsets committed, producer flushed
-        if not self.client_only and self.crash_reason is None:
+        # A refused changelog record left the local state ahead of the
+        # changelog: the next start must restore from the changelog.
+        if not self.client_only and self.crash_reason is None and not refused():
             mark_clean(self.conf.tabledir)
 
     async def _on_agent_error(self, agent: AgentT[Any], exc: BaseException) -> None:

@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from stream.app import app
 from stream.metrics import UNDELIVERED
 from stream.partitioner import KafkaPartitioner, partition_for
+from stream.transport import note_refused
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ def _batch_done(batch: Any, offsets: OffsetStore | None, done: asyncio.Future[An
         return
     failed = done.exception()
     if failed is not None:
+        for record, _ in batch._msg_futures:
+            if record.done() and not record.cancelled():
+                record.exception()  # retrieved here: asyncio would log each one unretrieved
         _failed(tp.topic, len(batch._msg_futures), failed)
         return
     delivered = done.result()
@@ -151,6 +155,11 @@ def _record_done(topic: str, offsets: OffsetStore | None, done: asyncio.Future[A
 
 
 def _failed(topic: str, records: int, failed: BaseException) -> None:
-    """Records the broker did not take: logged and counted, never with their content."""
+    """Records the broker did not take: logged and counted, never with their content.
+
+    From then on the producer's flush raises (stream/transport.py, fix 7): no
+    commit passes the inputs that made them.
+    """
+    note_refused(records)
     UNDELIVERED.labels(topic).inc(records)
     log.error("%s: %d record(s) not delivered: %s", topic, records, type(failed).__name__)

@@ -36,6 +36,15 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    docs/reliability.md). After `CS_COMMIT_STALL_SECONDS` the worker logs it
    and asks the group to rebalance, which reads the partition again from its
    committed offset, as a restart would.
+7. No commit passes a record the broker refused. aiokafka's `flush` waits for
+   every batch, delivered or failed, and Faust then commits the offsets of
+   the inputs that made them: a batch the broker refused (a non-retriable
+   error, or retries given up after `producer_request_timeout`) was lost
+   with only a log line. The records sent through `stream.produce` (every
+   record the agents send themselves) are counted when refused
+   (`note_refused`), and from then on the producer's `flush` raises: the
+   commit that follows it does not happen, the worker stops with the error,
+   and its restart processes those inputs again from the last commit.
 
 Tried and dropped: rewinding never-committed partitions to their beginning
 during recovery. Recovery resumes the flow before that seek completes, and a
@@ -54,6 +63,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Gener
 from typing import Any, ClassVar, cast
 
 import aiokafka
+from faust.exceptions import ProducerSendError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.transport.producer import ProducerBuffer
@@ -625,8 +635,25 @@ class SnapshotFlushBuffer(ProducerBuffer):
                 log.warning("producer: %d buffered records unacked after %ds", len(owed), waited)
 
 
+# Records sent through stream.produce that the broker refused (fix 7): once
+# any is, no flush returns, so no commit passes the inputs that made them.
+_refused = 0
+
+
+def note_refused(records: int) -> None:
+    """`records` were refused by the broker (stream.produce counts them as their batch fails)."""
+    global _refused
+    _refused += records
+
+
+def refused() -> int:
+    """The records refused by the broker since this worker started (fix 7)."""
+    return _refused
+
+
 class Producer(driver.Producer):
-    """Faust's aiokafka producer with a changelog buffer whose flush waits for what it holds."""
+    """Faust's aiokafka producer with a changelog buffer whose flush waits for what it holds,
+    and that refuses to flush past a record the broker refused (fix 7)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -635,6 +662,15 @@ class Producer(driver.Producer):
         if self.app.conf.producer_threaded:
             buffer.threaded_producer = self.threaded_producer
         self.buffer = buffer
+
+    async def flush(self) -> None:
+        await super().flush()
+        if refused():
+            raise ProducerSendError(
+                f"{_refused} record(s) refused by the broker: no offset is committed past "
+                "the inputs that made them; the worker stops and processes them again "
+                "when it is restarted"
+            )
 
 
 class Transport(driver.Transport):

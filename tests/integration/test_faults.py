@@ -1,4 +1,4 @@
-"""Faults on the skeleton's path: Redis down, and a failing agent."""
+"""Faults on the skeleton's path: Redis down, a failing agent, records the broker refuses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.integration.conftest import Env, free_port, send_json, wait_for
+from tests.integration.conftest import Env, create_topics, free_port, send_json, wait_for
 from tests.integration.test_intake_path import intake, of_type
 
 pytestmark = pytest.mark.integration
@@ -200,3 +200,35 @@ async def test_an_agent_failure_stops_the_worker_without_committing_the_failed_e
     finally:
         await consumer.stop()
     assert committed is None or committed <= poison.offset
+
+
+async def test_a_record_the_broker_refuses_stops_the_worker_before_its_input_is_committed(
+    env: Env, producer, servers
+) -> None:
+    # The internal hops take no record over 64 bytes: what the intake agent
+    # sends on is refused (MESSAGE_TOO_LARGE, not retried).
+    hops = (env.topic("contact-stream.identity-ops.v1"), env.topic("contact-stream.contact-ops.v1"))
+    await create_topics(servers, *hops, partitions=4, config={"max.message.bytes": "64"})
+    worker = await env.started_worker()
+    source = env.topic("contacts.intake.v1")
+    sent = await producer.send_and_wait(
+        source, orjson.dumps(intake("acme", ["refused@example.com"])), key=b"k"
+    )
+
+    assert worker.process is not None
+    await wait_for(lambda: worker.process.poll() is not None, 60, what="worker exit")
+    assert worker.process.returncode != 0
+    log = worker.log_text()
+    assert "record(s) not delivered: MessageSizeTooLargeError" in log, worker.failure_text()
+    assert "refused by the broker: no offset is committed past" in log, worker.failure_text()
+    assert "refused@example.com" not in log
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers.kafka_bootstrap, group_id=f"cs-{env.prefix}"
+    )
+    await consumer.start()
+    try:
+        committed = await consumer.committed(TopicPartition(source, sent.partition))
+    finally:
+        await consumer.stop()
+    assert committed is None or committed <= sent.offset
