@@ -1,4 +1,4 @@
-"""A pre-serialized record handed to aiokafka's accumulator: the end of `app.producer.send`.
+"""A pre-serialized record appended to aiokafka's open batch: the end of `app.producer.send`.
 
 Every record the agents send themselves (`stream.topics.send_raw`, the
 changelog records of `stream.tables.changelog`) is bytes already, for a topic
@@ -7,11 +7,14 @@ converts headers, fires its `on_produce_message` signal (read only by Faust's
 livecheck) and wraps the call, and aiokafka's `send` awaits its metadata
 check, builds the topic's partition set twice (`partitions_for_topic`,
 `available_partitions_for_topic`), runs its serializers and estimates the
-record's size, before it appends the record to the partition's batch with
-`MessageAccumulator.add_message`. `produce` appends it there directly, on the
-partition aiokafka would choose (Kafka's murmur2, stream/partitioner.py), and
-returns the same future: the broker's acknowledgement, which every producer
-flush waits for as before.
+record's size, before `MessageAccumulator.add_message` appends the record to
+the partition's open batch and makes it a future of its own. `produce`
+appends it to that batch's builder directly (what `MessageBatch.append`
+does), on the partition aiokafka would choose (Kafka's murmur2,
+stream/partitioner.py); only when the partition has no open batch, or it is
+full, does it go through `add_message`, which makes one or waits for room.
+Every producer flush waits for the batch as before (aiokafka's `flush` waits
+for each batch's future).
 
 It takes the path only when nothing on the way could have mattered: the
 producer started and not transactional, the topic's partitions known, the
@@ -21,17 +24,16 @@ waits for metadata or raises as before. aiokafka's private attributes are
 read here, so the project pins aiokafka below 0.15, and
 tests/integration/test_produce.py holds the path equal to aiokafka's `send`.
 
-What the acknowledgement is for is handled here, once per produce batch
-rather than once per record. A done callback on each record's future costs
-~4 µs (a context copy, a loop handle and a call), paid for every record the
-agents send: the engagement path had five such callbacks per input (three
-logging a failed send, two storing a changelog record's acknowledged offset),
-the scoring step one per event. On the direct path the callback goes on the
-future of the record's batch (aiokafka resolves it before the records'
-futures, from the same produce response): a failed batch is logged once, with
-its record count, and a changelog batch stores the offset of its last record
-as its table's persisted offset (Faust stores each record's, a RocksDB put
-per record). On aiokafka's path each record keeps a callback of its own.
+What the acknowledgement is for is handled once per produce batch, not once
+per record: a future per record (~1 µs to make and ~1 µs to resolve) and a
+done callback on it (~4 µs: a context copy, a loop handle and a call) were
+paid for every record the agents send, five times per engagement input.
+The callback goes on the future of the record's batch: a failed batch is
+logged once, with its record count, and counted (no commit passes it:
+stream/transport.py, fix 7); a changelog batch stores the offset of its last
+record as its table's persisted offset (Faust stores each record's, a
+RocksDB put per record). A record sent aiokafka's way keeps a future and a
+callback of its own.
 """
 
 from __future__ import annotations
@@ -87,59 +89,83 @@ async def produce(
     value: bytes,
     partition: int | None = None,
     offsets: OffsetStore | None = None,
-) -> asyncio.Future[Any]:
-    """Send `value` (bytes) under `key` to `topic`; returns the acknowledgement's future.
+) -> None:
+    """Send `value` (bytes) under `key` to `topic`, to be acknowledged before the next flush ends.
 
-    A failed delivery is logged (without the record). With `offsets`, the
-    store of a changelog topic: its persisted offset for the partition
-    follows the acknowledgements. A partition's records always come with the
-    same store (a changelog partition is one table's).
+    A failed delivery is logged and counted (without the record). With
+    `offsets`, the store of a changelog topic: its persisted offset for the
+    partition follows the acknowledgements. A partition's records always come
+    with the same store (a changelog partition is one table's).
     """
     client: Any = getattr(app.producer, "_producer", None)
     chosen = fast_partition(client, topic, key, value, partition)
     if chosen is None:
-        sent = cast(
-            "asyncio.Future[Any]", await app.producer.send(topic, key, value, partition, None, None)
-        )
-        sent.add_done_callback(partial(_record_done, topic, offsets))
-        return sent
+        sent = await app.producer.send(topic, key, value, partition, None, None)
+        cast("asyncio.Future[Any]", sent).add_done_callback(partial(_record_done, topic, offsets))
+        return
     tp = TopicPartition(topic, chosen)
     accumulator = client._message_accumulator
+    batches = accumulator._batches.get(tp)
+    if batches and not accumulator._closed and accumulator._exception is None:
+        # What MessageBatch.append does, without a future of the record's own.
+        batch = batches[-1]
+        appended = batch._builder.append(timestamp=None, key=key, value=value, headers=[])
+        if appended is not None:
+            _watch(tp, batch, appended.offset, offsets)
+            return
+    # No open batch (or it is full): aiokafka makes one, or waits for room.
     timeout = client._request_timeout_ms / 1000
     future = await accumulator.add_message(tp, key, value, timeout, headers=[])
     # add_message appended the record to the partition's last batch and
     # returned without waiting since: that batch is still the last one.
-    batches = accumulator._batches.get(tp)
-    batch = batches[-1] if batches else None
-    if batch is None or not batch._msg_futures or batch._msg_futures[-1][0] is not future:
+    batch = accumulator._batches[tp][-1]
+    if batch._msg_futures and batch._msg_futures[-1][0] is future:
+        _watch(tp, batch, batch._msg_futures[-1][1].offset, offsets)
+    else:  # not where it should be: the record's own future says when it is done
         future.add_done_callback(partial(_record_done, topic, offsets))
-    elif _watched.get(tp) is not batch:
-        _watched[tp] = batch
-        batch.future.add_done_callback(partial(_batch_done, batch, offsets))
-    return cast("asyncio.Future[Any]", future)
 
 
-# The batch whose future is watched, per partition: one callback per batch.
-_watched: dict[TopicPartition, Any] = {}
+class _Watched:
+    """A batch being filled, and what its acknowledgement is for."""
+
+    __slots__ = ("batch", "last", "offsets", "records")
+
+    def __init__(self, batch: Any, offsets: OffsetStore | None) -> None:
+        self.batch = batch
+        self.offsets = offsets
+        self.records = 0
+        self.last = 0  # the offset of the last record within the batch
 
 
-def _batch_done(batch: Any, offsets: OffsetStore | None, done: asyncio.Future[Any]) -> None:
-    tp = batch.tp
-    if _watched.get(tp) is batch:
+# The batch being watched, per partition: one callback per batch.
+_watched: dict[TopicPartition, _Watched] = {}
+
+
+def _watch(tp: TopicPartition, batch: Any, offset: int, offsets: OffsetStore | None) -> None:
+    watched = _watched.get(tp)
+    if watched is None or watched.batch is not batch:
+        watched = _watched[tp] = _Watched(batch, offsets)
+        batch.future.add_done_callback(partial(_batch_done, tp, watched))
+    watched.records += 1
+    watched.last = offset
+
+
+def _batch_done(tp: TopicPartition, watched: _Watched, done: asyncio.Future[Any]) -> None:
+    if _watched.get(tp) is watched:
         del _watched[tp]  # no reference kept to a delivered batch
     if done.cancelled():
         return
     failed = done.exception()
     if failed is not None:
-        for record, _ in batch._msg_futures:
+        for record, _ in watched.batch._msg_futures:
             if record.done() and not record.cancelled():
                 record.exception()  # retrieved here: asyncio would log each one unretrieved
-        _failed(tp.topic, len(batch._msg_futures), failed)
+        _failed(tp.topic, watched.records, failed)
         return
     delivered = done.result()
-    if offsets is not None and delivered is not None and batch._msg_futures:
+    if watched.offsets is not None and delivered is not None:
         # The batch's base offset plus its last record's offset within it.
-        offsets.set_persisted_offset(tp, delivered.offset + batch._msg_futures[-1][1].offset)
+        watched.offsets.set_persisted_offset(tp, delivered.offset + watched.last)
 
 
 def _record_done(topic: str, offsets: OffsetStore | None, done: asyncio.Future[Any]) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import REGISTRY
 
 from stream import produce as produce_module
@@ -29,7 +28,7 @@ PARTITIONS = 6
 
 
 async def test_the_direct_path_puts_every_record_where_aiokafka_s_send_puts_it(
-    servers: Servers,
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = uuid.uuid4().hex[:8]
     direct, stock = f"produce-direct-{run}", f"produce-stock-{run}"
@@ -38,27 +37,31 @@ async def test_the_direct_path_puts_every_record_where_aiokafka_s_send_puts_it(
         bootstrap_servers=servers.kafka_bootstrap, partitioner=KafkaPartitioner()
     )
     await client.start()
+    use_producer(monkeypatch, client)
     keys = [f"t{n % 3}:{uuid.UUID(int=n * 7919)}".encode() for n in range(300)]
     try:
         await client.client._wait_on_metadata(direct)
         await client.client._wait_on_metadata(stock)
-        futures = []
         for n, key in enumerate(keys):
             value = b"v%d" % n
             explicit = n % PARTITIONS if n % 5 == 0 else None  # some on a given partition
-            chosen = fast_partition(client, direct, key, value, explicit)
-            assert chosen is not None
-            futures.append(
-                await client._message_accumulator.add_message(
-                    TopicPartition(direct, chosen), key, value, 30.0, headers=[]
-                )
-            )
-            futures.append(await client.send(stock, value, key=key, partition=explicit))
-        for future in futures:
-            assert (await future).offset >= 0  # acknowledged by the broker
+            assert fast_partition(client, direct, key, value, explicit) is not None
+            await produce(direct, key, value, explicit)
+            await client.send(stock, value, key=key, partition=explicit)
+        await client.flush()
     finally:
         await client.stop()
     assert await placed(servers, direct) == await placed(servers, stock)
+
+
+def use_producer(monkeypatch: pytest.MonkeyPatch, client: AIOKafkaProducer) -> None:
+    """`produce` sends with `client`, as the app's producer (Faust's `send` is aiokafka's)."""
+
+    async def send(topic: str, key: bytes, value: bytes, partition: int | None, *_: Any) -> Any:
+        return await client.send(topic, value, key=key, partition=partition)
+
+    app = SimpleNamespace(producer=SimpleNamespace(_producer=client, send=send))
+    monkeypatch.setattr(produce_module, "app", app)
 
 
 async def placed(servers: Servers, topic: str) -> dict[bytes, tuple[int, bytes]]:
@@ -122,63 +125,73 @@ class Offsets:
 @pytest.fixture(params=["direct", "aiokafka"])
 async def sending(
     request: pytest.FixtureRequest, servers: Servers, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[str]:
+) -> AsyncIterator[AIOKafkaProducer]:
     """`produce` on a started producer: ours (the direct path) or the stock one (aiokafka's)."""
     partitioner = {"partitioner": KafkaPartitioner()} if request.param == "direct" else {}
     client = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap, **partitioner)
     await client.start()
-
-    async def send(topic: str, key: bytes, value: bytes, partition: int | None, *_: Any) -> Any:
-        return await client.send(topic, value, key=key, partition=partition)  # Faust's way
-
-    app = SimpleNamespace(producer=SimpleNamespace(_producer=client, send=send))
-    monkeypatch.setattr(produce_module, "app", app)
+    use_producer(monkeypatch, client)
     try:
-        yield request.param
+        yield client
     finally:
         await client.stop()
 
 
+def direct(client: AIOKafkaProducer) -> bool:
+    return isinstance(client._partitioner, KafkaPartitioner)
+
+
+async def flushed(client: AIOKafkaProducer) -> None:
+    """Every record acknowledged (or refused), and the done callbacks run."""
+    await client.flush()
+    await asyncio.sleep(0)
+
+
 async def test_a_changelog_partition_s_persisted_offset_follows_its_acknowledgements(
-    servers: Servers, sending: str
+    servers: Servers, sending: AIOKafkaProducer
 ) -> None:
     topic = f"produce-offsets-{uuid.uuid4().hex[:8]}"
     await create_topics(servers, topic, partitions=3)
     offsets = Offsets()
-    await (await produce(topic, b"warm-up", b"", offsets=offsets))  # the metadata, fetched
-    sent = [await produce(topic, b"k%d" % n, b"v%d" % n, offsets=offsets) for n in range(300)]
-    delivered = [await future for future in sent]
-    await asyncio.sleep(0)  # the done callbacks run on the loop
-    highest: dict[int, int] = {}
-    for record in delivered:
-        highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
-    assert offsets.last() == highest
-    if sending == "direct":  # once per produce batch: a few, not one per record
+    await produce(topic, b"warm-up", b"", offsets=offsets)  # the metadata, fetched
+    await flushed(sending)
+    for n in range(300):
+        await produce(topic, b"k%d" % n, b"v%d" % n, offsets=offsets)
+    await flushed(sending)
+    ends = await end_offsets(servers, topic, 3)
+    assert offsets.last() == {partition: end - 1 for partition, end in ends.items() if end}
+    if direct(sending):  # once per produce batch: a few, not one per record
         assert len(offsets.calls) < 30
     else:
         assert len(offsets.calls) == 301
 
 
+async def end_offsets(servers: Servers, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+    return {tp.partition: end for tp, end in ends.items()}
+
+
 async def test_records_the_broker_refuses_are_logged_and_counted_without_their_content(
-    servers: Servers, sending: str, caplog: pytest.LogCaptureFixture
+    servers: Servers, sending: AIOKafkaProducer, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = f"produce-refused-{uuid.uuid4().hex[:8]}"
     await create_topics(servers, topic, partitions=1, config={"max.message.bytes": "1024"})
     offsets = Offsets()
-    await (await produce(topic, b"warm-up", b"", offsets=offsets))
+    await produce(topic, b"warm-up", b"", offsets=offsets)
+    await flushed(sending)
     before = undelivered(topic)
     with caplog.at_level(logging.ERROR, logger="stream.produce"):
-        sent = [
+        for _ in range(4):
             await produce(topic, b"secret@example.com", b"x" * 4000, offsets=offsets)
-            for _ in range(4)
-        ]
-        for future in sent:
-            with pytest.raises(MessageSizeTooLargeError):
-                await future
-        await asyncio.sleep(0)
+        await flushed(sending)
     assert undelivered(topic) - before == 4
     logged = [r.getMessage() for r in caplog.records]
-    if sending == "direct":  # the four were one batch: one line
+    if direct(sending):  # the four were one batch: one line
         assert logged == [f"{topic}: 4 record(s) not delivered: MessageSizeTooLargeError"]
     else:
         assert logged == [f"{topic}: 1 record(s) not delivered: MessageSizeTooLargeError"] * 4
