@@ -11,7 +11,9 @@ with topics, consumer groups and Redis prefixes of its own:
 - once with the worker SIGKILLed at seeded moments and restarted each time
   (one restart with an empty data dir, so its tables come back from the
   changelogs only), and with its Redis server stopped for a while and
-  started again meanwhile (one kill falls inside the outage).
+  started again meanwhile (one kill falls inside the outage; the rest of
+  that phase's records is sent once Redis is down, so change events must
+  keep coming without it).
 
 Then the kill run must equal the clean run: the distinct change events (ids
 of contacts mapped by the event that created them, since a contact id
@@ -56,8 +58,9 @@ import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -747,16 +750,35 @@ async def run_workload(
     recoveries: list[Recovery] = []
     for phase in workload.phases:
         before = len(changes.distinct)
-        futures = []
-        for topic, key, value in phase.records:
-            raw = orjson.dumps(resolve(value, changes.created))
-            futures.append(await producer.send(env.topic(topic), raw, key=key))
-        await asyncio.gather(*futures)
+        records, held = phase.records, []
+        outage = next((k for k in kills if k.phase == phase.name and k.redis_outage), None)
+        if outage is not None:
+            # The rest of the phase is sent once Redis is down: a worker that
+            # had already caught up would show nothing about going on without it.
+            cut = int(len(records) * outage.fraction)
+            records, held = records[:cut], records[cut:]
+
+        async def send(records: Sequence[tuple[str, bytes, dict[str, Any]]]) -> None:
+            futures = []
+            for topic, key, value in records:
+                raw = orjson.dumps(resolve(value, changes.created))
+                futures.append(await producer.send(env.topic(topic), raw, key=key))
+            await asyncio.gather(*futures)
+
+        await send(records)
         for kill in sorted((k for k in kills if k.phase == phase.name), key=lambda k: k.fraction):
             assert clean is not None
-            target = before + int(kill.fraction * clean[phase.name])
-            await changes.wait_until(lambda _, t=target: len(changes.distinct) >= t, timeout=300)
-            recoveries.append(await kill_and_restart(worker, env, kill, changes, redis_server))
+            rest = None
+            if kill is outage:
+                await settle(env, servers, changes)
+                rest = Rest(partial(send, held), before + clean[phase.name])
+            else:
+                target = before + int(kill.fraction * clean[phase.name])
+                await changes.wait_until(
+                    lambda _, t=target: len(changes.distinct) >= t, timeout=300
+                )
+            recovered = await kill_and_restart(worker, env, kill, changes, redis_server, rest)
+            recoveries.append(recovered)
             print(f"[{env.prefix}] {recoveries[-1]}", flush=True)
         await settle(env, servers, changes)
         if phase.purged:  # globex purges by timer, before the next phase's intakes
@@ -777,16 +799,33 @@ async def run_workload(
     return outcome
 
 
+@dataclass
+class Rest:
+    """A phase's records held back until Redis is down, and the changes the phase ends with."""
+
+    send: Callable[[], Awaitable[None]]
+    phase_end: int  # changes seen once the phase is done (the clean run's count)
+
+
 async def kill_and_restart(
-    worker: Worker, env: Env, kill: Kill, changes: Feed, redis_server: RedisServer | None
+    worker: Worker,
+    env: Env,
+    kill: Kill,
+    changes: Feed,
+    redis_server: RedisServer | None,
+    rest: Rest | None = None,
 ) -> Recovery:
     redis_down = 0.0
     if kill.redis_outage:
-        assert redis_server is not None
+        assert redis_server is not None and rest is not None
         redis_server.stop()
         down_since = time.monotonic()
-        # The pipeline goes on without Redis: change events keep coming.
-        target = len(changes.distinct) + 300
+        await rest.send()
+        # The pipeline goes on without Redis: change events keep coming, up to
+        # half of what the rest of the phase makes (at most 300), then the kill.
+        coming = rest.phase_end - len(changes.distinct)
+        assert coming >= 100, f"only {coming} changes left in the phase to see without Redis"
+        target = len(changes.distinct) + min(300, coming // 2)
         await changes.wait_until(lambda _: len(changes.distinct) >= target, timeout=120)
     worker.kill()
     at_kill = len(changes.distinct)
