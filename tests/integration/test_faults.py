@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -191,15 +192,7 @@ async def test_an_agent_failure_stops_the_worker_without_committing_the_failed_e
     log = worker.log_text()
     assert "agent apply-contact-ops failed with KeyError" in log
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers.kafka_bootstrap, group_id=f"cs-{env.prefix}"
-    )
-    await consumer.start()
-    try:
-        committed = await consumer.committed(TopicPartition(internal, poison.partition))
-    finally:
-        await consumer.stop()
-    assert committed is None or committed <= poison.offset
+    assert await not_committed_past(servers, env, internal, poison)
 
 
 async def test_a_record_the_broker_refuses_stops_the_worker_before_its_input_is_committed(
@@ -223,12 +216,17 @@ async def test_a_record_the_broker_refuses_stops_the_worker_before_its_input_is_
     assert "refused by the broker: no offset is committed past" in log, worker.failure_text()
     assert "refused@example.com" not in log
 
+    assert await not_committed_past(servers, env, source, sent)
+
+
+async def not_committed_past(servers: Any, env: Env, topic: str, record: Any) -> bool:
+    """The worker group's committed offset of `record`'s partition is not past `record`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=servers.kafka_bootstrap, group_id=f"cs-{env.prefix}"
     )
     await consumer.start()
     try:
-        committed = await consumer.committed(TopicPartition(source, sent.partition))
+        committed = await consumer.committed(TopicPartition(topic, record.partition))
     finally:
         await consumer.stop()
-    assert committed is None or committed <= sent.offset
+    return committed is None or committed <= record.offset
