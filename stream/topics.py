@@ -164,8 +164,8 @@ async def send_raw(topic: TopicT, key: bytes | None, value: bytes) -> None:
     worker's CPU on the engagement path for bytes that need none of it.
     Delivery is the same (the producer's acks, and every commit flushes the
     producer first); a failed delivery is logged and counted without the
-    record, once per produce batch. The record goes to aiokafka's
-    accumulator directly where it can (stream/produce.py). Under
+    record, once per produce batch. The record goes into the partition's
+    open produce batch directly where it can (stream/produce.py). Under
     `exactly_once` the send must join the partition's transaction: Faust's
     path.
     """

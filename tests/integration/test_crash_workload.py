@@ -647,7 +647,9 @@ class Feed(TopicReader):
 @dataclass
 class Kill:
     phase: str
-    fraction: float  # of the clean run's change events in that phase
+    # of the clean run's change events in that phase; for the Redis-outage
+    # kill, of the phase's records sent before Redis stops
+    fraction: float
     fresh: bool = False  # restart with an empty data dir: tables from the changelogs only
     redis_outage: bool = False  # stop Redis before the kill, start it after the restart
 

@@ -5,29 +5,18 @@ on the event's partition, with the table's store for its acknowledged offsets
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.types import TP
 
 from stream.tables import changelog
-
-
-class Store(dict[str, bytes]):
-    def __init__(self) -> None:
-        super().__init__()
-        self.persisted: dict[TP, int] = {}
-
-    def set_persisted_offset(self, tp: TP, offset: int) -> None:
-        self.persisted[tp] = offset
 
 
 class Table:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.data = Store()
+        self.data: dict[str, bytes] = {}
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: f"cs-{name}-changelog")
         self.faust_writes: list[tuple[str, bytes]] = []
 
@@ -38,18 +27,16 @@ class Table:
 class Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes, int]] = []
-        self.acks: list[asyncio.Future[Any]] = []
         self.stores: list[Any] = []
         self.fail_at: int | None = None
 
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int, offsets: Any) -> Any:
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int, offsets: Any
+    ) -> None:
         if self.fail_at == len(self.sent):
             raise RuntimeError("producer closed")
         self.sent.append((topic, key, value, partition))
         self.stores.append(offsets)
-        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.acks.append(ack)
-        return ack
 
 
 @pytest.fixture
@@ -58,8 +45,8 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
     app = SimpleNamespace(in_transaction=False, producer=fake)
     monkeypatch.setattr(changelog, "app", app)
 
-    async def produce(topic: str, key: bytes, value: bytes, partition: int, offsets: Any) -> Any:
-        return await fake.send(topic, key, value, partition, offsets)
+    async def produce(topic: str, key: bytes, value: bytes, partition: int, offsets: Any) -> None:
+        await fake.send(topic, key, value, partition, offsets)
 
     monkeypatch.setattr(changelog, "produce", produce)
     monkeypatch.setattr(changelog, "current_event", lambda: event(2))
