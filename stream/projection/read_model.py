@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from stream.projection import scripts
 from stream.projection.index import (
     CREATED,
     DEFAULT_FILTERABLE_FIELDS,
@@ -216,9 +217,9 @@ class ReadModel:
         self.filterable_fields = filterable_fields
         self.filter_indexes = filter_indexes
         self.history_cap = history_cap
-        self._apply = client.register_script(_APPLY_SNAPSHOT)
-        self._apply_quota = client.register_script(_APPLY_QUOTA)
-        self._append_history = client.register_script(_APPEND_HISTORY)
+        self._apply = scripts.Script(_APPLY_SNAPSHOT)
+        self._apply_quota = scripts.Script(_APPLY_QUOTA)
+        self._append_history = scripts.Script(_APPEND_HISTORY)
 
     def tenant_prefix(self, tenant_id: str) -> str:
         return tenant_prefix(self.prefix, tenant_id)
@@ -233,29 +234,27 @@ class ReadModel:
         return f"{self.tenant_prefix(tenant_id)}:{kind}:{value}"
 
     async def apply_snapshots(self, snapshots: list[dict[str, Any]]) -> int:
-        """Write snapshots in one pipelined round trip; returns how many were newer."""
-        if not snapshots:
-            return 0
-        async with self.client.pipeline(transaction=False) as pipe:
-            for snap in snapshots:
-                if "quota" in snap:
-                    quota = snap["quota"]
-                    limit = "" if quota["limit"] is None else quota["limit"]
-                    await self._apply_quota(
-                        keys=[f"{self.tenant_prefix(snap['tenant_id'])}:quota"],
-                        args=[snap["seq"], quota["used"], limit],
-                        client=pipe,
+        """Write snapshots in one round trip; returns how many were newer."""
+        calls = []
+        for snap in snapshots:
+            if "quota" in snap:
+                quota = snap["quota"]
+                limit = "" if quota["limit"] is None else quota["limit"]
+                calls.append(
+                    self._apply_quota.call(
+                        [f"{self.tenant_prefix(snap['tenant_id'])}:quota"],
+                        [snap["seq"], quota["used"], limit],
                     )
-                    continue
-                keys, args = self._apply_arguments(snap)
-                await self._apply(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
+                )
+            else:
+                calls.append(self._apply.call(*self._apply_arguments(snap)))
+        results = await scripts.run(self.client, (self._apply, self._apply_quota), calls)
         return sum(1 for r in results if r)
 
     async def apply_changes(self, values: Sequence[bytes]) -> int:
         """Append change events (as read, in topic order) to their contacts' histories.
 
-        One script call per contact, in one pipelined round trip; returns how
+        One script call per contact, in one round trip; returns how
         many events were new. Version-0 events belong to no history.
         """
         per_contact: dict[tuple[str, str], list[tuple[int, str, bytes]]] = {}
@@ -265,27 +264,22 @@ class ReadModel:
                 continue
             key = (change["tenant_id"], change["contact_id"])
             per_contact.setdefault(key, []).append((change["version"], change["type"], raw))
-        if not per_contact:
-            return 0
-        async with self.client.pipeline(transaction=False) as pipe:
-            for (tenant, contact_id), events in per_contact.items():
-                purged = any(kind == "contact.purged" for _, kind, _ in events)
-                history, contact = (
-                    self.history_key(tenant, contact_id),
-                    self.contact_key(tenant, contact_id),
-                )
-                await self._append_history(
-                    keys=[history, contact],
-                    args=[
+        calls = []
+        for (tenant, contact_id), events in per_contact.items():
+            purged = any(kind == "contact.purged" for _, kind, _ in events)
+            calls.append(
+                self._append_history.call(
+                    [self.history_key(tenant, contact_id), self.contact_key(tenant, contact_id)],
+                    [
                         self.history_cap,
                         "1" if purged else "0",
                         len(events),
                         *(version for version, _, _ in events),
                         *(raw for _, _, raw in events),
                     ],
-                    client=pipe,
                 )
-            results = await pipe.execute()
+            )
+        results = await scripts.run(self.client, (self._append_history,), calls)
         return sum(int(r) for r in results)
 
     def _apply_arguments(self, snap: dict[str, Any]) -> tuple[list[str], list[Any]]:

@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 
+from stream.projection import scripts
 from stream.projection.read_model import ReadModel, latest_per_contact, segment_names
 
 pytestmark = pytest.mark.integration
@@ -148,3 +150,31 @@ def test_segments_of_a_snapshot() -> None:
     assert segment_names({**live, "state": "merged"}) == []
     # Suspended contacts stay in their sets (SPEC §4).
     assert segment_names({**live, "suspended": True}) == segment_names(live)
+
+
+async def test_writes_go_on_after_redis_forgets_its_scripts_and_a_script_error_is_raised(
+    redis_client: Any,
+) -> None:
+    """A restarted Redis has no scripts cached; a failing script leaves the connection usable."""
+    model = ReadModel(redis_client, prefix=f"cs-rm{random.getrandbits(32):x}")
+    try:
+        await redis_client.script_flush()
+        assert await model.apply_snapshots([snap("ana", 1)]) == 1
+        await redis_client.script_flush()
+        change = {"tenant_id": "acme", "contact_id": "ana", "version": 1, "type": "x"}
+        assert await model.apply_changes([orjson.dumps(change)]) == 1
+
+        failing = scripts.Script("return redis.error_reply('boom')")
+        fine = scripts.Script("return 7")
+        calls = [fine.call([], []), failing.call([], []), fine.call([], [])]
+        with pytest.raises(ResponseError, match="boom"):
+            await scripts.run(redis_client, (fine, failing), calls)
+        # Every reply was read: the pooled connection answers the next call in step.
+        assert await scripts.run(redis_client, (fine,), [fine.call([], [])]) == [7]
+        assert await redis_client.ping()
+        stored = orjson.loads(await redis_client.get(model.contact_key("acme", "ana")))
+        assert stored["version"] == 1
+    finally:
+        keys = [k async for k in redis_client.scan_iter(f"{model.prefix}*")]
+        if keys:
+            await redis_client.delete(*keys)
