@@ -57,6 +57,50 @@ class Script:
         return pack([b"EVALSHA", self.sha, len(keys), *keys, *args])
 
 
+# Items are counted (ARGV[1]), then each gives its key count, its argument
+# count and its arguments; KEYS holds the items' keys in order. The item's
+# own script runs as a function whose parameters KEYS and ARGV shadow the
+# call's, so its text is unchanged.
+_BATCHED = """
+local function one(KEYS, ARGV)
+%s
+end
+local replies = {}
+local k, a = 0, 2
+for item = 1, tonumber(ARGV[1]) do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local keys, args = {}, {}
+  for i = 1, nk do keys[i] = KEYS[k + i] end
+  for i = 1, na do args[i] = ARGV[a + 1 + i] end
+  replies[item] = one(keys, args)
+  k = k + nk
+  a = a + 2 + na
+end
+return replies
+"""
+
+Item = tuple[Sequence[Arg], Sequence[Arg]]
+
+
+class Batched(Script):
+    """A script written for one item (its KEYS and ARGV), run over many in one call.
+
+    The reply is the list of the items' replies. Each call is one EVALSHA
+    instead of one per item: the client packs and reads one command, and
+    Redis runs the script once. All of a call's keys must share a Redis
+    Cluster slot (the read model's items of one tenant do).
+    """
+
+    def __init__(self, body: str) -> None:
+        super().__init__(_BATCHED % body)
+
+    def call_items(self, items: Sequence[Item]) -> bytes:
+        args: list[Arg] = [len(items)]
+        for keys, item_args in items:
+            args += (len(keys), len(item_args), *item_args)
+        return self.call([key for keys, _ in items for key in keys], args)
+
+
 async def run(client: Redis, scripts: Sequence[Script], calls: Sequence[bytes]) -> list[Any]:
     """Loads `scripts`, then sends `calls` (packed by `Script.call`) in one round trip.
 

@@ -178,3 +178,22 @@ async def test_writes_go_on_after_redis_forgets_its_scripts_and_a_script_error_i
         keys = [k async for k in redis_client.scan_iter(f"{model.prefix}*")]
         if keys:
             await redis_client.delete(*keys)
+
+
+async def test_a_batched_script_runs_once_per_item_with_its_own_keys_and_arguments(
+    redis_client: Any,
+) -> None:
+    echo = scripts.Batched("return {#KEYS, #ARGV, KEYS[1] or '', ARGV[#ARGV] or ''}")
+    items: list[scripts.Item] = [
+        (["k1"], [b"a", 1]),
+        ([], ["only"]),
+        (["k2", "k3", "k4"], []),
+        (["k5"], [b"x" * 1000, "y", 3]),
+    ]
+    replies = await scripts.run(
+        redis_client, (echo,), [echo.call_items(items), echo.call_items([])]
+    )
+    assert replies == [
+        [[1, 2, b"k1", b"1"], [0, 1, b"", b"only"], [3, 0, b"k2", b""], [1, 3, b"k5", b"3"]],
+        [],
+    ]
