@@ -1023,7 +1023,8 @@ def report(result: dict[str, Any], args: argparse.Namespace, stamp: datetime) ->
         ),
         (
             "Redis writes",
-            f"{fmt(t['redis_scripts_per_s'])} snapshot scripts/s, "
+            f"{fmt(t['redis_scripts_per_s'])} script calls/s "
+            "(one per tenant and <= 100 contacts since session 27), "
             f"{fmt(t['redis_commands_per_s'])} commands/s",
         ),
         ("Redis check (sample)", json.dumps(t["redis_check"])),

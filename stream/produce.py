@@ -34,6 +34,12 @@ stream/transport.py, fix 7); a changelog batch stores the offset of its last
 record as its table's persisted offset (Faust stores each record's, a
 RocksDB put per record). A record sent aiokafka's way keeps a future and a
 callback of its own.
+
+`append` is the same step for the change relay's transactional producers
+(stream/relay.py): a record joins its partition's open batch, which this
+transaction made (aiokafka adds a partition to the transaction when it makes
+the partition's batch, and a commit closes every batch), and the caller
+awaits each distinct batch's future once, not a future per record.
 """
 
 from __future__ import annotations
@@ -105,14 +111,10 @@ async def produce(
         return
     tp = TopicPartition(topic, chosen)
     accumulator = client._message_accumulator
-    batches = accumulator._batches.get(tp)
-    if batches and not accumulator._closed and accumulator._exception is None:
-        # What MessageBatch.append does, without a future of the record's own.
-        batch = batches[-1]
-        appended = batch._builder.append(timestamp=None, key=key, value=value, headers=[])
-        if appended is not None:
-            _watch(tp, batch, appended.offset, offsets)
-            return
+    appended = _append_open(client, tp, key, value, None)
+    if appended is not None:
+        _watch(tp, appended[0], appended[1], offsets)
+        return
     # No open batch (or it is full): aiokafka makes one, or waits for room.
     timeout = client._request_timeout_ms / 1000
     future = await accumulator.add_message(tp, key, value, timeout, headers=[])
@@ -123,6 +125,77 @@ async def produce(
         _watch(tp, batch, batch._msg_futures[-1][1].offset, offsets)
     else:  # not where it should be: the record's own future says when it is done
         future.add_done_callback(partial(_record_done, topic, offsets))
+
+
+def _append_open(
+    client: Any, tp: TopicPartition, key: bytes | None, value: bytes, timestamp_ms: int | None
+) -> tuple[Any, int] | None:
+    """What MessageBatch.append does, without a future of the record's own.
+
+    Returns the partition's open batch and the record's offset within it, or
+    None when there is no open batch or it is full.
+    """
+    accumulator = client._message_accumulator
+    batches = accumulator._batches.get(tp)
+    if batches and not accumulator._closed and accumulator._exception is None:
+        batch = batches[-1]
+        appended = batch._builder.append(timestamp=timestamp_ms, key=key, value=value, headers=[])
+        if appended is not None:
+            return batch, appended.offset
+    return None
+
+
+async def append(
+    client: AIOKafkaProducer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int | None = None,
+    timestamp_ms: int | None = None,
+) -> asyncio.Future[Any]:
+    """Send a record on a producer of our own (the relay's); returns what says it is delivered.
+
+    That is the future of the record's batch when the record joined an open
+    one (shared by the batch's records: await each distinct one once), or
+    the record's own when aiokafka's `add_message` or `send` took it. Inside
+    a transaction, a record may join a batch only as aiokafka's `send` would:
+    the batch was made, and its partition added to the transaction, by this
+    transaction (a commit closes every batch). Falls back to `send` where
+    `produce` would (partitions not known, another partitioner, a record
+    near the request size limit, no key or no value) and outside a transaction, where
+    `send` raises.
+    """
+    raw: Any = client
+    txn = raw._txn_manager
+    partitions = raw._metadata._partitions.get(topic)
+    if (
+        (txn is not None and txn.transactional_id is not None and not txn.is_in_transaction())
+        or not isinstance(raw._partitioner, KafkaPartitioner)
+        or not partitions
+        or key is None
+        or value is None
+        or len(key) + len(value) + _FRAMING > raw._max_request_size
+        or (partition is not None and partition not in partitions)
+    ):
+        return cast(
+            "asyncio.Future[Any]",
+            await client.send(
+                topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
+            ),
+        )
+    tp = TopicPartition(
+        topic, partition_for(key, len(partitions)) if partition is None else partition
+    )
+    appended = _append_open(raw, tp, key, value, timestamp_ms)
+    if appended is not None:
+        return cast("asyncio.Future[Any]", appended[0].future)
+    timeout = raw._request_timeout_ms / 1000
+    return cast(
+        "asyncio.Future[Any]",
+        await raw._message_accumulator.add_message(
+            tp, key, value, timeout, timestamp_ms=timestamp_ms, headers=[]
+        ),
+    )
 
 
 class _Watched:

@@ -47,6 +47,7 @@ from stream import metrics
 from stream.app import app, settings
 from stream.domain.outbox import Outgoing, unpublished
 from stream.partitioner import KafkaPartitioner
+from stream.produce import append
 from stream.security import client_options
 from stream.topic_reader import BROKER_FAULTS, reached, retried, start_consumer
 from stream.topics import CHANGES, OUTBOX, RELAY_MARKS
@@ -146,28 +147,31 @@ class ChangeRelay(Service):
                 # With the outbox record's timestamp: when the contact partition
                 # published the change, not when the relay copied it (readers
                 # order changes across partitions by it; tests/integration/reference.py).
-                sent = [
-                    await producer.send(
+                # Records join their partition's open batch (stream/produce.py):
+                # each distinct batch's future is awaited once.
+                sent: dict[int, asyncio.Future[Any]] = {}
+                for i in keep:
+                    record = records[i]
+                    done = await append(
+                        producer,
                         CHANGES,
-                        key=records[i].key,
-                        value=records[i].value,
-                        timestamp_ms=records[i].timestamp,
+                        record.key,
+                        record.value,
+                        timestamp_ms=record.timestamp,
                     )
-                    for i in keep
-                ]
-                sent += [
-                    await producer.send(
-                        RELAY_MARKS, key=mark, value=b"%d" % version, partition=owned.tp.partition
+                    sent[id(done)] = done
+                for mark, version in marks.items():
+                    done = await append(
+                        producer, RELAY_MARKS, mark, b"%d" % version, owned.tp.partition
                     )
-                    for mark, version in marks.items()
-                ]
+                    sent[id(done)] = done
                 # Every record acknowledged before the offsets join the transaction:
                 # aiokafka fails a batch whose retries ran out (a broker down past the
                 # delivery timeout) without failing the transaction, so a commit would
                 # have published the rest and moved the offset past the lost record
                 # (test_broker_restart lost one change that way). A failed send raises
                 # here, and leaving the block aborts the transaction.
-                acks = await asyncio.gather(*sent, return_exceptions=True)
+                acks = await asyncio.gather(*sent.values(), return_exceptions=True)
                 if failed := [a for a in acks if isinstance(a, BaseException)]:
                     raise failed[0]
                 await producer.send_offsets_to_transaction(

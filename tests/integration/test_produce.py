@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalOperation
 from prometheus_client import REGISTRY
 
 from stream import produce as produce_module
 from stream.partitioner import KafkaPartitioner
-from stream.produce import fast_partition, produce
+from stream.produce import append, fast_partition, produce
 from tests.integration.conftest import Servers, create_topics
 
 pytestmark = pytest.mark.integration
@@ -201,3 +202,77 @@ async def test_records_the_broker_refuses_are_logged_and_counted_without_their_c
 
 def undelivered(topic: str) -> float:
     return REGISTRY.get_sample_value("cs_undelivered_records_total", {"topic": topic}) or 0.0
+
+
+async def test_records_appended_in_a_transaction_land_where_send_puts_them_and_only_on_commit(
+    servers: Servers,
+) -> None:
+    """The relay's path (`append`): a transactional producer, records joining open batches."""
+    run = uuid.uuid4().hex[:8]
+    direct, stock = f"append-direct-{run}", f"append-stock-{run}"
+    await create_topics(servers, direct, stock, partitions=PARTITIONS)
+    client = AIOKafkaProducer(
+        bootstrap_servers=servers.kafka_bootstrap,
+        partitioner=KafkaPartitioner(),
+        transactional_id=f"append-{run}",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
+    await client.start()
+    keys = [f"t{n % 3}:{uuid.UUID(int=n * 7919)}".encode() for n in range(300)]
+    try:
+        with pytest.raises(IllegalOperation):  # outside a transaction: as aiokafka's send
+            await append(client, direct, b"k", b"v")
+        with pytest.raises(Aborted):  # leaving the block aborts: nothing of it is read
+            async with client.transaction():
+                for key in keys[:10]:
+                    await (await append(client, direct, key, b"aborted"))
+                raise Aborted
+        async with client.transaction():
+            await client.client._wait_on_metadata(direct)
+            await client.client._wait_on_metadata(stock)
+            waits: dict[int, asyncio.Future[Any]] = {}
+            for n, key in enumerate(keys):
+                value, at = b"v%d" % n, 1_700_000_000_000 + n
+                explicit = n % PARTITIONS if n % 5 == 0 else None
+                done = await append(client, direct, key, value, explicit, timestamp_ms=at)
+                waits[id(done)] = done
+                await client.send(stock, value, key=key, partition=explicit, timestamp_ms=at)
+            # Most records joined a batch: far fewer futures than records.
+            assert len(waits) < 60
+            await asyncio.gather(*waits.values())
+    finally:
+        await client.stop()
+    ours, theirs = await committed(servers, direct), await committed(servers, stock)
+    assert ours == theirs and len(ours) == 300
+
+
+class Aborted(Exception):
+    pass
+
+
+async def committed(servers: Servers, topic: str) -> dict[bytes, tuple[int, bytes, int]]:
+    """Each committed record's key -> (partition, value, timestamp), read_committed."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    found: dict[bytes, tuple[int, bytes, int]] = {}
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(found) < 300 and asyncio.get_running_loop().time() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    assert record.key is not None and record.value is not None
+                    found[record.key] = (tp.partition, record.value, record.timestamp)
+        for _ in range(2):  # nothing more comes (the aborted records stay unread)
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    assert record.key is not None and record.value is not None
+                    found[record.key] = (tp.partition, record.value, record.timestamp)
+    finally:
+        await consumer.stop()
+    return found
