@@ -11,6 +11,10 @@ in turn and flushed, two rounds:
   `add_message`, a future per record);
 - `produce`: stream/produce.py's `produce` itself (session 26: appended to
   the open batch's builder, one done callback per batch);
+- in transactions of 500 records on a transactional producer, as the change
+  relay sends (session 27): aiokafka's `send` with every record's future
+  awaited (the relay before), and stream/produce.py's `append` with each
+  distinct batch's future awaited once (the relay now);
 - and murmur2 alone, aiokafka's and the compiled one.
 
 Process CPU, so the producer's sender (the produce requests) is included.
@@ -38,7 +42,7 @@ from aiokafka.partitioner import murmur2 as python_murmur2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import stream.produce
 from stream.partitioner import KafkaPartitioner, murmur2
-from stream.produce import fast_partition, produce
+from stream.produce import append, fast_partition, produce
 
 TOPIC = "bench-send-paths"
 RECORDS = 100_000
@@ -89,6 +93,38 @@ async def measure(bootstrap: str, name: str, partitioner: Any, keys: list[bytes]
         await producer.stop()
 
 
+async def transactional(bootstrap: str, keys: list[bytes]) -> None:
+    """The relay's way: transactions of 500 records, every send acknowledged before the commit."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        partitioner=KafkaPartitioner(),
+        transactional_id=f"bench-send-paths-{os.getpid()}",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
+    await producer.start()
+    value = b"v" * 300
+    try:
+        await producer.client._wait_on_metadata(TOPIC)
+        for round_ in (1, 2):
+            for way in ("send", "append"):
+                start = time.process_time()
+                for first in range(0, len(keys), 500):
+                    async with producer.transaction():
+                        waits: dict[int, Any] = {}
+                        for key in keys[first : first + 500]:
+                            if way == "send":
+                                done = await producer.send(TOPIC, value, key=key)
+                            else:
+                                done = await append(producer, TOPIC, key, value)
+                            waits[id(done)] = done
+                        await asyncio.gather(*waits.values())
+                cpu = (time.process_time() - start) / len(keys) * 1e6
+                print(f"round {round_}: in transactions, {way} {cpu:5.1f} µs per record")
+    finally:
+        await producer.stop()
+
+
 async def main() -> None:
     bootstrap = os.environ.get("CS_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -102,6 +138,7 @@ async def main() -> None:
     keys = [f"t1|user{i}@example.com".encode() for i in range(RECORDS)]
     await measure(bootstrap, "stock", DefaultPartitioner(), keys)
     await measure(bootstrap, "compiled", KafkaPartitioner(), keys)
+    await transactional(bootstrap, keys)
     for label, hash_ in (("aiokafka's", python_murmur2), ("compiled", murmur2)):
         start = time.process_time()
         for key in keys:
