@@ -61,9 +61,10 @@ class Script:
 # count and its arguments; KEYS holds the items' keys in order. The item's
 # own script runs as a function whose parameters KEYS and ARGV shadow the
 # call's, so its text is unchanged.
-_BATCHED = """
+_BATCHED_HEAD = """
 local function one(KEYS, ARGV)
-%s
+"""
+_BATCHED_TAIL = """
 end
 local replies = {}
 local k, a = 0, 2
@@ -92,7 +93,7 @@ class Batched(Script):
     """
 
     def __init__(self, body: str) -> None:
-        super().__init__(_BATCHED % body)
+        super().__init__(_BATCHED_HEAD + body + _BATCHED_TAIL)
 
     def call_items(self, items: Sequence[Item]) -> bytes:
         args: list[Arg] = [len(items)]
