@@ -25,8 +25,8 @@ import asyncio
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -49,6 +49,8 @@ class Projection(Service):
     batch_size = 500
 
     async def on_start(self) -> None:
+        # Positions as of the last commit (see `_project`).
+        self._committed: dict[TopicPartition, int] | None = {}
         self.model = ReadModel(
             Redis.from_url(
                 settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
@@ -88,14 +90,25 @@ class Projection(Service):
                 into.extend(r.value for r in records if r.value)
             if snapshots or changes:
                 await self._write(latest_per_contact(snapshots), changes)
-            if batches:
+            # Nothing returned can still move the position: a read past the relay's
+            # transaction markers on the changes topic. Committed too, or the group
+            # would stay one record behind the topic's end until the next change.
+            if batches or await self._positions() not in (None, self._committed):
                 try:
                     await self.consumer.commit()
+                    self._committed = await self._positions()
                 except CommitFailedError:
                     # The group rebalanced while this batch was written (another
                     # worker joined or left): its new owner reads it again, and
                     # the version-checked writes make that harmless.
                     log.info("projection commit lost to a rebalance; the batch is re-read")
+
+    async def _positions(self) -> dict[TopicPartition, int] | None:
+        """The consumer's position in each partition it is assigned; None during a rebalance."""
+        try:
+            return {tp: await self.consumer.position(tp) for tp in self.consumer.assignment()}
+        except IllegalStateError:
+            return None
 
     async def _write(self, snapshots: list[dict[str, Any]], changes: list[bytes]) -> None:
         delay = 0.1
