@@ -46,6 +46,12 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    commit that follows it does not happen, the worker stops with the error,
    and its restart processes those inputs again from the last commit.
 
+The worker's fetch wait is `CS_FETCH_MAX_WAIT` (Faust's driver fixes
+1,500 ms): aiokafka keeps one fetch in flight per broker and asks only for
+partitions with nothing buffered, so while the broker holds a fetch of idle
+partitions, a busy partition drained meanwhile is not fetched
+(docs/performance.md, session 27).
+
 Tried and dropped: rewinding never-committed partitions to their beginning
 during recovery. Recovery resumes the flow before that seek completes, and a
 2,000-intake race lost the first record a surviving worker received after a
@@ -72,11 +78,19 @@ from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
 from mode import Service, ServiceT
 
+from stream.settings import get_settings
+
 RecordMap = Mapping[TP, list[Any]]
 log = logging.getLogger(__name__)
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes a fixed 1,500 ms; the fetcher the consumer starts reads this.
+        consumer._fetch_max_wait_ms = int(get_settings().fetch_max_wait * 1000)
+        return consumer
+
     async def _fetch_records(
         self,
         consumer: aiokafka.AIOKafkaConsumer,

@@ -345,3 +345,21 @@ def test_only_a_hole_that_stood_unchanged_for_the_stall_time_is_stalled() -> Non
     consumer._committed_offset[tp] = 4
     consumer._unacked_messages.append(SimpleNamespace(tp=tp, offset=40, acked=False))
     assert consumer._stalled(seen, 0.0) == {} and consumer._stalled(seen, 10 * stall) == {}
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CS_FETCH_MAX_WAIT replaces the 1,500 ms that Faust's driver fixes (read at the start)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    from stream import transport
+
+    made = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(
+        driver.AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, t: made
+    )
+    monkeypatch.setattr(transport, "get_settings", lambda: SimpleNamespace(fetch_max_wait=0.02))
+    thread = transport.ConsumerThread.__new__(transport.ConsumerThread)
+    assert thread._create_worker_consumer(None) is made
+    assert made._fetch_max_wait_ms == 20
