@@ -79,6 +79,13 @@ def fast_partition(
     txn = client._txn_manager
     if txn is not None and txn.transactional_id is not None:
         return None
+    return _direct_partition(client, topic, key, value, partition)
+
+
+def _direct_partition(
+    client: Any, topic: str, key: bytes, value: bytes, partition: int | None
+) -> int | None:
+    """`fast_partition` for any started producer, transactional or not."""
     if not isinstance(client._partitioner, KafkaPartitioner):
         return None
     partitions = client._metadata._partitions.get(topic)
@@ -162,30 +169,23 @@ async def append(
     the batch was made, and its partition added to the transaction, by this
     transaction (a commit closes every batch). Falls back to `send` where
     `produce` would (partitions not known, another partitioner, a record
-    near the request size limit, no key or no value) and outside a transaction, where
-    `send` raises.
+    near the request size limit, no key or no value: `_direct_partition`)
+    and outside a transaction, where `send` raises.
     """
     raw: Any = client
     txn = raw._txn_manager
-    partitions = raw._metadata._partitions.get(topic)
-    if (
-        (txn is not None and txn.transactional_id is not None and not txn.is_in_transaction())
-        or not isinstance(raw._partitioner, KafkaPartitioner)
-        or not partitions
-        or key is None
-        or value is None
-        or len(key) + len(value) + _FRAMING > raw._max_request_size
-        or (partition is not None and partition not in partitions)
-    ):
+    outside = txn is not None and txn.transactional_id is not None and not txn.is_in_transaction()
+    chosen = None
+    if not outside and key is not None and value is not None:
+        chosen = _direct_partition(raw, topic, key, value, partition)
+    if chosen is None or key is None or value is None:
         return cast(
             "asyncio.Future[Any]",
             await client.send(
                 topic, value, key=key, partition=partition, timestamp_ms=timestamp_ms
             ),
         )
-    tp = TopicPartition(
-        topic, partition_for(key, len(partitions)) if partition is None else partition
-    )
+    tp = TopicPartition(topic, chosen)
     appended = _append_open(raw, tp, key, value, timestamp_ms)
     if appended is not None:
         return cast("asyncio.Future[Any]", appended[0].future)
