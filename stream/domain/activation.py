@@ -15,12 +15,13 @@ decides the whole input again with the `Grant`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from stream.domain import engage
 from stream.domain import engagement as eng
 from stream.domain import marketing as mkt
 from stream.domain.contact import ChangeLog, Contact
+from stream.domain.frozen import replace
 from stream.domain.quota import Grant
 
 SET_MARKETING = "set_marketing"

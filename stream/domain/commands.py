@@ -14,7 +14,7 @@ shell normalizes identifiers first (SPEC §3.1).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from stream.domain import activation, engage
@@ -36,6 +36,7 @@ from stream.domain.contact import (
     unversioned_change,
 )
 from stream.domain.engagement import EngagementConfig, refresh_tier
+from stream.domain.frozen import replace
 from stream.domain.identity import (
     IdentityConfig,
     add_identifiers,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream.domain.engagement import Engagement
+from stream.domain.frozen import replace
 from stream.domain.marketing import Marketing
 from stream.domain.normalize import Identifier, Kind
 from stream.domain.timefmt import format_ms, format_optional_ms

@@ -9,11 +9,12 @@ score, `last_*_at`, `activity` and the recency tier apply to every contact
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from stream.domain import engagement as eng
 from stream.domain.contact import LIVE, TRASHED, Cause, Change, ChangeLog, Contact
+from stream.domain.frozen import replace
 from stream.domain.tiers import TierChange
 from stream.domain.timefmt import format_optional_ms
 

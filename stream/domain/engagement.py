@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from stream.domain import tiers
+from stream.domain.frozen import replace
 from stream.domain.tiers import TierChange
 from stream.domain.timefmt import MS_PER_DAY
 
@@ -398,4 +399,9 @@ def _latest(activity: Activity, key: str, at: int) -> Activity:
 
 
 def _later(a: int | None, b: int | None) -> int | None:
-    return max((t for t in (a, b) if t is not None), default=None)
+    """The later of two times, either of which may be None."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b

@@ -9,7 +9,7 @@ stable while the decision is taken.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from stream.domain import activation
@@ -27,6 +27,7 @@ from stream.domain.contact import (
     same_value,
     snapshot,
 )
+from stream.domain.frozen import replace
 from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier, Kind, Normalized, RejectedIdentifier
 

@@ -20,8 +20,10 @@ returned messages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+from stream.domain.frozen import replace
 
 Message = Mapping[str, Any]
 

@@ -10,9 +10,10 @@ the `quota` ops of a decision tell the shell what to send to the quota's owner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from stream.domain.frozen import replace
 from stream.domain.quota import Grant
 from stream.domain.timefmt import MS_PER_DAY, format_ms, format_optional_ms
 

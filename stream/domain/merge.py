@@ -14,7 +14,7 @@ moves slots between contacts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from stream.domain import marketing as mkt
@@ -40,6 +40,7 @@ from stream.domain.engagement import (
     on_merge,
     refresh_tier,
 )
+from stream.domain.frozen import replace
 from stream.domain.identity import IdentityConfig, add_identifiers
 from stream.domain.marketing import QuotaOp
 from stream.domain.normalize import Identifier

@@ -14,9 +14,10 @@ retried release finds nothing to remove, so neither can count twice nor make
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stream.domain.frozen import replace
 from stream.domain.timefmt import format_ms
 
 if TYPE_CHECKING:
