@@ -1,4 +1,4 @@
-"""`dataclasses.replace` for the domain's frozen, slotted records, at a third of its cost.
+"""`dataclasses.replace` and construction for the domain's frozen, slotted records, faster.
 
 `dataclasses.replace` walks the class's fields on every call (`fields()`,
 a check and a `getattr` per field, a keyword dict) and then runs the frozen
@@ -16,6 +16,12 @@ with `init=False`, no slots) goes through `dataclasses.replace` itself.
 
 Type checkers see `dataclasses.replace` (the `TYPE_CHECKING` branch), so a
 call naming a field the class lacks still fails `mypy`.
+
+`constructor(cls)` is the same idea for building a record: a function that
+takes `cls(...)`'s arguments, with its defaults, and sets the slots through
+their descriptors instead of the frozen `__init__`'s `object.__setattr__`
+(a contact: ~3.1 -> ~1.6 µs). The table codec builds the contacts it decodes
+with it (stream/tables/codec.py).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import dataclasses
 from collections.abc import Callable
 from functools import cache
 from types import MemberDescriptorType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from dataclasses import replace as replace
@@ -36,32 +42,78 @@ else:
 
 
 Replacer = Callable[[Any, dict[str, Any]], Any]
+T = TypeVar("T")
+
+
+def _setters(cls: type) -> list[MemberDescriptorType] | None:
+    """Each field's slot descriptor, or None if `cls(...)` does more than set them."""
+    fields = dataclasses.fields(cls)
+    slots = [getattr(cls, f.name, None) for f in fields]
+    setters = [s for s in slots if isinstance(s, MemberDescriptorType)]
+    if (
+        hasattr(cls, "__post_init__")
+        or any(not f.init or f.kw_only or f.name.startswith("_") for f in fields)
+        or setters != slots
+    ):
+        return None
+    return setters
 
 
 @cache
 def _replacer(cls: type) -> Replacer:
-    fields = dataclasses.fields(cls)
-    slots = [getattr(cls, f.name, None) for f in fields]
-    setters = [s for s in slots if isinstance(s, MemberDescriptorType)]
-    if hasattr(cls, "__post_init__") or any(not f.init for f in fields) or setters != slots:
+    setters = _setters(cls)
+    if setters is None:
         return lambda obj, changes: dataclasses.replace(obj, **changes)
+    fields = dataclasses.fields(cls)
     names = frozenset(f.name for f in fields)
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_names": names}
     lines = [
-        "def replace(obj, changes):",
-        "    if not changes.keys() <= _names:",
-        "        _unknown(_cls, changes.keys() - _names)",
-        "    new = _new(_cls)",
+        "def replace(_obj, _changes):",
+        "    if not _changes.keys() <= _names:",
+        "        _unknown(_cls, _changes.keys() - _names)",
+        "    _made = _new(_cls)",
     ]
     for i, (f, setter) in enumerate(zip(fields, setters, strict=True)):
         namespace[f"_set{i}"] = setter.__set__
         name = repr(f.name)
-        lines.append(f"    _set{i}(new, changes[{name}] if {name} in changes else obj.{f.name})")
-    lines.append("    return new")
+        lines.append(
+            f"    _set{i}(_made, _changes[{name}] if {name} in _changes else _obj.{f.name})"
+        )
+    lines.append("    return _made")
     namespace["_unknown"] = _unknown
     exec("\n".join(lines), namespace)  # noqa: S102 - the source is built from field names only
     made: Replacer = namespace["replace"]
     return made
+
+
+def constructor(cls: type[T]) -> Callable[..., T]:
+    """A function building `cls` from `cls(...)`'s arguments; `cls` itself if it cannot."""
+    setters = _setters(cls)
+    if setters is None:
+        return cls
+    fields = dataclasses.fields(cast(Any, cls))
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_missing": _MISSING}
+    params, body = [], []
+    for i, (f, setter) in enumerate(zip(fields, setters, strict=True)):
+        namespace[f"_set{i}"] = setter.__set__
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default{i}"] = f.default
+            params.append(f"{f.name}=_default{i}")
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory{i}"] = f.default_factory
+            params.append(f"{f.name}=_missing")
+            body.append(f"    if {f.name} is _missing:\n        {f.name} = _factory{i}()")
+        else:
+            params.append(f.name)
+        body.append(f"    _set{i}(_made, {f.name})")
+    source = f"def {cls.__name__}({', '.join(params)}):\n    _made = _new(_cls)\n"
+    source += "\n".join(body) + "\n    return _made"
+    exec(source, namespace)  # noqa: S102 - the source is built from field names only
+    made: Callable[..., T] = namespace[cls.__name__]
+    return made
+
+
+_MISSING = object()
 
 
 def _unknown(cls: type, names: Any) -> None:

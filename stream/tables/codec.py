@@ -5,13 +5,26 @@ New keys are read with a default, so values written by an older worker decode.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from stream.domain.contact import Contact, TimedValue
 from stream.domain.engagement import Engagement
+from stream.domain.frozen import constructor
 from stream.domain.marketing import Marketing
+
+# Every input decodes its contact: built without the frozen `__init__`
+# (stream/domain/frozen.py); type checkers see the classes themselves.
+if TYPE_CHECKING:
+    _contact, _engagement, _marketing, _timed_value = Contact, Engagement, Marketing, TimedValue
+else:
+    _contact, _engagement, _marketing, _timed_value = map(
+        constructor, (Contact, Engagement, Marketing, TimedValue)
+    )
+# Shared, as the records are frozen: most contacts have one or both.
+_NO_ENGAGEMENT = Engagement()
+_NO_MARKETING = Marketing()
 
 
 def _timed(tv: TimedValue | None) -> list[Any] | None:
@@ -19,7 +32,7 @@ def _timed(tv: TimedValue | None) -> list[Any] | None:
 
 
 def _untimed(raw: list[Any] | None) -> TimedValue | None:
-    return None if raw is None else TimedValue(raw[0], raw[1], raw[2])
+    return None if raw is None else _timed_value(raw[0], raw[1], raw[2])
 
 
 def encode_contact(contact: Contact) -> bytes:
@@ -49,17 +62,17 @@ def encode_contact(contact: Contact) -> bytes:
 
 
 def _encode_marketing(m: Marketing) -> list[Any] | None:
-    if m == Marketing():
+    if m is _NO_MARKETING or m == _NO_MARKETING:
         return None  # a sales contact that never held a slot
     return [m.active, m.activated_at, m.slot_held_until, m.slot_request]
 
 
 def _decode_marketing(raw: list[Any] | None) -> Marketing:
-    return Marketing() if raw is None else Marketing(*raw)
+    return _NO_MARKETING if raw is None else _marketing(*raw)
 
 
 def _encode_engagement(e: Engagement) -> dict[str, Any] | None:
-    if e == Engagement():
+    if e is _NO_ENGAGEMENT or e == _NO_ENGAGEMENT:
         return None  # most contacts: nothing to store
     return {
         "score": e.score,
@@ -80,8 +93,8 @@ def _encode_engagement(e: Engagement) -> dict[str, Any] | None:
 
 def _decode_engagement(d: dict[str, Any] | None) -> Engagement:
     if d is None:
-        return Engagement()
-    return Engagement(
+        return _NO_ENGAGEMENT
+    return _engagement(
         **{
             **d,
             "activity": tuple((kind, at) for kind, at in d["activity"]),
@@ -92,7 +105,7 @@ def _decode_engagement(d: dict[str, Any] | None) -> Engagement:
 
 def decode_contact(raw: bytes) -> Contact:
     d = orjson.loads(raw)
-    return Contact(
+    return _contact(
         tenant_id=d["tenant_id"],
         contact_id=d["contact_id"],
         source=d["source"],
@@ -102,7 +115,7 @@ def decode_contact(raw: bytes) -> Contact:
         state=d["state"],
         emails=tuple(d["emails"]),
         phones=tuple(d["phones"]),
-        fields=tuple((name, TimedValue(*tv)) for name, tv in d["fields"]),
+        fields=tuple((name, _timed_value(*tv)) for name, tv in d["fields"]),
         tags=tuple(d["tags"]),
         owner=_untimed(d["owner"]),
         lists=tuple(d["lists"]),

@@ -1,4 +1,4 @@
-"""stream.domain.frozen.replace gives what dataclasses.replace gives, for every domain record."""
+"""stream.domain.frozen builds what dataclasses.replace and the classes build, record by record."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import stream.domain
 from stream.domain.contact import Cause, Contact
-from stream.domain.frozen import _replacer, replace
+from stream.domain.frozen import _replacer, constructor, replace
 from stream.domain.marketing import MarketingConfig, MarketingError
 
 
@@ -80,3 +80,33 @@ def test_an_unknown_field_raises_type_error_as_dataclasses_replace_does() -> Non
 def test_a_post_init_still_validates_the_replaced_values() -> None:
     with pytest.raises(MarketingError, match="hold_days"):
         replace(MarketingConfig(), hold_days=-1)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__qualname__)
+@given(data=st.data())
+def test_constructor_builds_what_the_class_builds(cls: type, data: st.DataObject) -> None:
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    given_names = data.draw(st.lists(st.sampled_from([f.name for f in fields]), unique=True))
+    kwargs = {name: data.draw(values) for name in given_names}
+    positional = data.draw(st.booleans())
+    args = [kwargs[f.name] for f in fields if f.name in kwargs]
+    make = constructor(cls)
+
+    def build(factory: Any) -> Any:
+        if positional and list(kwargs) == [f.name for f in fields[: len(kwargs)]]:
+            return factory(*args)
+        return factory(**kwargs)
+
+    ours, theirs = outcome(lambda: build(make)), outcome(lambda: build(cls))
+    assert ours[0] == theirs[0]  # both built, or both raised the same kind of error
+    if ours[0] == "value":
+        assert type(ours[1]) is cls
+        assert ours[1] == theirs[1]
+        for f in fields:
+            if f.name in kwargs:
+                assert getattr(ours[1], f.name) is kwargs[f.name]
+
+
+def test_constructor_leaves_a_class_with_a_post_init_to_itself() -> None:
+    assert constructor(MarketingConfig) is MarketingConfig
+    assert constructor(Contact) is not Contact
