@@ -71,10 +71,10 @@ _FRAMING = 256
 
 
 def fast_partition(
-    client: Any, topic: str, key: bytes | None, value: bytes, partition: int | None
+    client: Any, topic: str, key: bytes | None, value: bytes | None, partition: int | None
 ) -> int | None:
     """The partition to append to directly, or None when the record must go aiokafka's way."""
-    if not isinstance(client, AIOKafkaProducer) or key is None:
+    if not isinstance(client, AIOKafkaProducer) or key is None or value is None:
         return None
     txn = client._txn_manager
     if txn is not None and txn.transactional_id is not None:
@@ -99,20 +99,21 @@ def _direct_partition(
 async def produce(
     topic: str,
     key: bytes | None,
-    value: bytes,
+    value: bytes | None,
     partition: int | None = None,
     offsets: OffsetStore | None = None,
 ) -> None:
-    """Send `value` (bytes) under `key` to `topic`, to be acknowledged before the next flush ends.
+    """Send `value` under `key` to `topic`, to be acknowledged before the next flush ends.
 
-    A failed delivery is logged and counted (without the record). With
-    `offsets`, the store of a changelog topic: its persisted offset for the
-    partition follows the acknowledgements. A partition's records always come
-    with the same store (a changelog partition is one table's).
+    A None `value` is a tombstone (it goes aiokafka's way). A failed delivery
+    is logged and counted (without the record). With `offsets`, the store of a
+    changelog topic: its persisted offset for the partition follows the
+    acknowledgements. A partition's records always come with the same store (a
+    changelog partition is one table's).
     """
     client: Any = getattr(app.producer, "_producer", None)
     chosen = fast_partition(client, topic, key, value, partition)
-    if chosen is None:
+    if chosen is None or value is None:  # a tombstone (no value) is never direct
         sent = await app.producer.send(topic, key, value, partition, None, None)
         cast("asyncio.Future[Any]", sent).add_done_callback(partial(_record_done, topic, offsets))
         return

@@ -24,6 +24,7 @@ from stream.domain.identity import find_match
 from stream.domain.locking import Entry, lock_order, lookup, release, unlock, visit
 from stream.domain.normalize import Identifier, Kind, Normalized
 from stream.tables.base import active_get
+from stream.tables.changelog import identity_writes
 from stream.tables.contacts import contact_key
 from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
 from stream.topics import contact_ops_topic, identity_ops_topic, send_raw
@@ -127,36 +128,44 @@ def target_contact(intake: dict[str, Any], owners: dict[str, str | None], op_id:
 @app.agent(identity_ops_topic, name="resolve-identity")
 async def resolve_identity(stream: StreamT[bytes]) -> None:
     async for event in batches.events(stream, "resolve-identity"):
-        message = orjson.loads(event.value)
-        key = message["key"]
-        entry = decode_entry(identities.get(key))
-        if message["kind"] == "visit":
-            result = visit(entry, message["op"], message)
-            _store(key, entry, result.entry)
-            if result.parked:
-                metrics.child(metrics.PARKED, "identifier").inc()
-            else:
-                await _after_visit(message, {**message["owners"], key: result.owner})
-        elif message["kind"] == "lookup":
-            result = lookup(entry, message["op"], message)
-            _store(key, entry, result.entry)
-            if not result.parked:
-                _lookup_answered(key, message)
-                await _after_lookup(message, result.owner)
-        elif message["kind"] == "release":
-            _store(key, entry, release(entry, message["contact"]))
+        try:
+            await _resolve(orjson.loads(event.value))
+        finally:
+            # The message's identity records, before the next message's: a
+            # commit's flush covers them (stream/tables/changelog.py).
+            await identity_writes.send()
+
+
+async def _resolve(message: dict[str, Any]) -> None:
+    key = message["key"]
+    entry = decode_entry(identities.get(key))
+    if message["kind"] == "visit":
+        result = visit(entry, message["op"], message)
+        _store(key, entry, result.entry)
+        if result.parked:
+            metrics.child(metrics.PARKED, "identifier").inc()
         else:
-            freed = unlock(entry, message["op"], message["set"], message["owner"])
-            # The released visits are durable before the entry says released:
-            # the store writes RocksDB at once, and a worker killed in between
-            # would restart "released" with the visits lost and their locks
-            # held for ever (a SIGKILL test found it). Killed before the store,
-            # the repeated unlock releases them again; a duplicate visit is harmless.
-            for parked in freed.released:
-                await send_identity_op(key, dict(parked))
-            if freed.released:
-                await app.producer.flush()
-            _store(key, entry, freed.entry)
+            await _after_visit(message, {**message["owners"], key: result.owner})
+    elif message["kind"] == "lookup":
+        result = lookup(entry, message["op"], message)
+        _store(key, entry, result.entry)
+        if not result.parked:
+            _lookup_answered(key, message)
+            await _after_lookup(message, result.owner)
+    elif message["kind"] == "release":
+        _store(key, entry, release(entry, message["contact"]))
+    else:
+        freed = unlock(entry, message["op"], message["set"], message["owner"])
+        # The released visits are durable before the entry says released:
+        # the store writes RocksDB at once, and a worker killed in between
+        # would restart "released" with the visits lost and their locks
+        # held for ever (a SIGKILL test found it). Killed before the store,
+        # the repeated unlock releases them again; a duplicate visit is harmless.
+        for parked in freed.released:
+            await send_identity_op(key, dict(parked))
+        if freed.released:
+            await app.producer.flush()
+        _store(key, entry, freed.entry)
 
 
 def _store(key: str, before: Entry, after: Entry) -> None:
@@ -165,9 +174,9 @@ def _store(key: str, before: Entry, after: Entry) -> None:
     metrics.LOCKS_HELD.inc((after.lock is not None) - (before.lock is not None))
     metrics.LOCKS_WAITING.inc(len(after.parked) - len(before.parked))
     if after.is_empty:
-        del identities[key]
+        identity_writes.delete(identities, key)
     else:
-        identities[key] = encode_entry(after)
+        identity_writes.set(identities, key, encode_entry(after))
 
 
 async def _after_lookup(message: dict[str, Any], owner: str | None) -> None:

@@ -23,15 +23,18 @@ class Table:
     def __setitem__(self, key: str, value: bytes) -> None:  # Faust's own write
         self.faust_writes.append((key, value))
 
+    def __delitem__(self, key: str) -> None:  # Faust's own delete
+        self.faust_writes.append((key, None))  # type: ignore[arg-type]
+
 
 class Producer:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes, int]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, int]] = []
         self.stores: list[Any] = []
         self.fail_at: int | None = None
 
     async def send(
-        self, topic: str, key: bytes, value: bytes, partition: int, offsets: Any
+        self, topic: str, key: bytes, value: bytes | None, partition: int, offsets: Any
     ) -> None:
         if self.fail_at == len(self.sent):
             raise RuntimeError("producer closed")
@@ -45,7 +48,9 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
     app = SimpleNamespace(in_transaction=False, producer=fake)
     monkeypatch.setattr(changelog, "app", app)
 
-    async def produce(topic: str, key: bytes, value: bytes, partition: int, offsets: Any) -> None:
+    async def produce(
+        topic: str, key: bytes, value: bytes | None, partition: int, offsets: Any
+    ) -> None:
         await fake.send(topic, key, value, partition, offsets)
 
     monkeypatch.setattr(changelog, "produce", produce)
@@ -79,6 +84,29 @@ async def test_one_record_per_key_with_its_last_value_in_the_order_of_the_last_w
     assert len(producer.sent) == 3  # nothing twice
 
 
+async def test_a_delete_removes_the_key_at_once_and_sends_a_tombstone_in_write_order(
+    producer: Producer,
+) -> None:
+    identities = Table("identities")
+    writes = changelog.ChangelogWrites()
+    writes.set(identities, "t|email|a", b"locked")
+    writes.set(identities, "t|email|b", b"locked")
+    writes.delete(identities, "t|email|a")
+    writes.delete(identities, "t|email|never-written")  # a missing key: nothing to remove
+    assert identities.data == {"t|email|b": b"locked"}  # removed at once
+    await writes.send()
+    assert producer.sent == [
+        ("cs-identities-changelog", b"t|email|b", b"locked", 2),
+        ("cs-identities-changelog", b"t|email|a", None, 2),
+        ("cs-identities-changelog", b"t|email|never-written", None, 2),
+    ]
+    writes.delete(identities, "t|email|b")
+    writes.set(identities, "t|email|b", b"owned")  # written again after its delete
+    await writes.send()
+    assert producer.sent[-1] == ("cs-identities-changelog", b"t|email|b", b"owned", 2)
+    assert len(producer.sent) == 4 and identities.data == {"t|email|b": b"owned"}
+
+
 async def test_each_record_goes_with_its_table_s_store(producer: Producer) -> None:
     contacts, quota = Table("contacts"), Table("quota")
     writes = changelog.ChangelogWrites()
@@ -109,7 +137,8 @@ async def test_under_exactly_once_a_write_goes_faust_s_way(
     contacts = Table("contacts")
     writes = changelog.ChangelogWrites()
     writes.set(contacts, "a", b"1")
-    assert contacts.faust_writes == [("a", b"1")] and writes.pending == 0
+    writes.delete(contacts, "a")
+    assert contacts.faust_writes == [("a", b"1"), ("a", None)] and writes.pending == 0
 
 
 def test_a_write_outside_an_event_is_refused(
