@@ -14,7 +14,12 @@ beginning, which is how history is rebuilt as far as retention goes.
 
 Offsets are committed only after a batch is in Redis; writes are
 version-checked (a history takes an event only above its head), so a batch
-replayed after a crash changes nothing. The filter indexes follow each
+replayed after a crash changes nothing. So they are committed at most once
+per `COMMIT_INTERVAL` while records keep coming, and at once when a fetch
+comes back empty (caught up): with a commit after every batch, a worker with
+a trickle of traffic sent ~2 commits per change event (100 a second at 50
+events/s, docs/performance.md, session 28). A crash replays at most that
+interval's batches. The filter indexes follow each
 tenant's `filterable_fields`, so the projection waits for the tenant
 configs to be read, as the agents do.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,6 +47,8 @@ from stream.topics import CHANGES, SNAPSHOTS
 
 log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Seconds between commits while every fetch returns records (module docstring).
+COMMIT_INTERVAL = 1.0
 
 
 class Projection(Service):
@@ -51,6 +59,7 @@ class Projection(Service):
     async def on_start(self) -> None:
         # Positions as of the last commit (see `_project`).
         self._committed: dict[TopicPartition, int] | None = {}
+        self._committed_at = 0.0  # time.monotonic() of the last commit
         self.model = ReadModel(
             Redis.from_url(
                 settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
@@ -93,10 +102,12 @@ class Projection(Service):
             # Nothing returned can still move the position: a read past the relay's
             # transaction markers on the changes topic. Committed too, or the group
             # would stay one record behind the topic's end until the next change.
-            if batches or await self._positions() not in (None, self._committed):
+            due = not batches or time.monotonic() - self._committed_at >= COMMIT_INTERVAL
+            if due and await self._positions() not in (None, self._committed):
                 try:
                     await self.consumer.commit()
                     self._committed = await self._positions()
+                    self._committed_at = time.monotonic()
                 except CommitFailedError:
                     # The group rebalanced while this batch was written (another
                     # worker joined or left): its new owner reads it again, and
