@@ -12,10 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.integration.conftest import OUTBOX, Env, Servers, free_port, send_json, wait_for
+from tests.integration.conftest import (
+    OUTBOX,
+    Env,
+    Servers,
+    free_port,
+    send_json,
+    wait_committed,
+    wait_for,
+)
 from tests.integration.test_http import scrape
 from tests.integration.test_intake_path import intake, of_type
 
@@ -93,24 +100,6 @@ async def test_the_outputs_process_relays_and_projects_for_workers_without_them(
     # The projection's group commits up to both topics' ends: past the relay's
     # transaction markers too, read with nothing returned (it stayed one record
     # short of the changes topic's end until the next change, once).
-    async def projection_caught_up() -> bool:
-        return await group_behind(servers, f"cs-{env.prefix}-projection") == 0
-
-    await wait_for(projection_caught_up, 30, what="the projection's commits at the topics' ends")
-
-
-async def group_behind(servers: Servers, group: str) -> int | None:
-    """Records of the partitions a group has committed in that it has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers.kafka_bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        if not committed:
-            return None
-        ends = await consumer.end_offsets(list(committed))
-        return sum(ends[tp] - meta.offset for tp, meta in committed.items())
-    finally:
-        await consumer.stop()
-        await admin.close()
+    group = f"cs-{env.prefix}-projection"
+    for name in ("contacts.changes.v1", "contact-stream.snapshots.v1"):
+        await wait_committed(servers, group, env.topic(name), 30)
