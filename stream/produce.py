@@ -113,7 +113,7 @@ async def produce(
     """
     client: Any = getattr(app.producer, "_producer", None)
     chosen = fast_partition(client, topic, key, value, partition)
-    if chosen is None or value is None:  # a tombstone (no value) is never direct
+    if chosen is None or value is None:  # fast_partition gave None for a tombstone already
         sent = await app.producer.send(topic, key, value, partition, None, None)
         cast("asyncio.Future[Any]", sent).add_done_callback(partial(_record_done, topic, offsets))
         return

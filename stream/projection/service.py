@@ -103,10 +103,10 @@ class Projection(Service):
             # transaction markers on the changes topic. Committed too, or the group
             # would stay one record behind the topic's end until the next change.
             due = not batches or time.monotonic() - self._committed_at >= COMMIT_INTERVAL
-            if due and await self._positions() not in (None, self._committed):
+            if due and (positions := await self._positions()) not in (None, self._committed):
                 try:
-                    await self.consumer.commit()
-                    self._committed = await self._positions()
+                    await self.consumer.commit()  # these positions: only getmany moves them
+                    self._committed = positions
                     self._committed_at = time.monotonic()
                 except CommitFailedError:
                     # The group rebalanced while this batch was written (another
