@@ -194,7 +194,7 @@ async def bench(args: argparse.Namespace) -> None:
         await create_topics(names.values(), args.partitions, compacted={names["changelog"]})
         say(f"{run}: loading {n:,} contacts into {names['changelog']}")
         # No contact due in a window: all N due 1 to 15 days ahead.
-        plan = Plan(n, 0, 60.0, 0.0, args.partitions, "rocksdb://", 0.0)
+        plan = Plan(n, 0, 60.0, 0.0, args.partitions, "csrocksdb://", 0.0)
         seconds, size, _ = await load(names["changelog"], plan, encode)
         result["load"] = {"seconds": seconds, "mb": size / 1e6, "records_per_s": n / seconds}
         say(f"loaded in {seconds:.1f} s ({n / seconds:,.0f} records/s, {size / 1e6:,.0f} MB)")

@@ -5,7 +5,7 @@ and CS_REDIS_URL at another, e.g. a private stack a test suite cannot restart):
 
     .venv/bin/python bench/timers.py --contacts 1000000
     .venv/bin/python bench/timers.py --contacts 20000 --due 2000 --window 20   # quick
-    .venv/bin/python bench/timers.py --contacts 1000000 --store rocksdb:// --store memory://
+    .venv/bin/python bench/timers.py --contacts 1000000 --store csrocksdb:// --store memory://
     .venv/bin/python bench/timers.py --contacts 1000000 --ref HEAD  # committed code only
 
 What one run (per `--store`) does and measures, on its own topics (a fresh
@@ -472,7 +472,11 @@ def main() -> None:
     parser.add_argument("--lead", type=float, default=None, help="seconds from load to window")
     parser.add_argument("--grace", type=float, default=120.0, help="wait after the window")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--store", action="append", help="rocksdb:// (default) or memory://")
+    parser.add_argument(
+        "--store",
+        action="append",
+        help="csrocksdb:// (default, the worker's), rocksdb:// (Faust's) or memory://",
+    )
     add_run_args(parser)
     launch(parser.parse_args(), bench)
 
@@ -482,7 +486,7 @@ async def bench(args: argparse.Namespace) -> None:
     due = min(args.due if args.due is not None else 20_000, args.contacts)
     lead = args.lead if args.lead is not None else auto_lead(args.contacts)
     results = []
-    for store in args.store or ["rocksdb://"]:
+    for store in args.store or ["csrocksdb://"]:
         plan = Plan(args.contacts, due, args.window, lead, args.partitions, store, args.grace)
         results.append(await run_once(plan, args.keep))
     print(table(results), flush=True)

@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: str | None = None
     kafka_ssl_password: SecretStr | None = Field(None, description="of the client key")
     redis_prefix: str = "cs"
-    store: str = Field("rocksdb://", description="table store: rocksdb:// or memory://")
+    store: str = Field(
+        "csrocksdb://",
+        description="table store: csrocksdb:// (ours: RocksDB without its write-ahead log,"
+        " stream/tables/store.py), rocksdb:// (Faust's) or memory://",
+    )
     datadir: str = Field("./.stack/worker-data", description="tables' local state")
     partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
     replication_factor: int = Field(1, ge=1)
