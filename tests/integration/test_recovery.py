@@ -8,12 +8,13 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import rocksdict
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.conftest import Env, Servers
+from tests.integration.conftest import Env, Servers, send_json
 
 PARTITIONS = 4
 OFFSET_KEY = b"__faust\0offset__"  # Faust's persisted offset, in every partition's db
@@ -141,3 +142,40 @@ async def test_a_worker_killed_right_after_its_restore_keeps_every_restored_reco
     assert "Error in recovery" not in log
     assert "not found in cluster metadata" not in log  # stream/topics.py, ensure_topics
     check(env.tmp_path / "data", expected, ends)
+
+
+async def test_the_agents_writes_are_on_disk_after_a_clean_stop_and_none_went_to_the_log(
+    env: Env, producer: AIOKafkaProducer, reader: Any
+) -> None:
+    """The tables' store writes without RocksDB's write-ahead log (stream/tables/store.py):
+    while the worker runs, no log file has a byte of what the agents stored; once it
+    stopped cleanly (SIGTERM), the contacts are in the table files."""
+    worker = await env.started_worker("data")
+    changes = await reader(env.topic("contacts.changes.v1"))
+    for n in range(20):
+        intake = {
+            "event_id": f"e-{n}",
+            "tenant_id": "acme",
+            "occurred_at": "2026-11-22T10:00:00+01:00",
+            "source": "import",
+            "emails": [f"person{n}@example.com"],
+            "phones": [],
+        }
+        await send_json(producer, env.topic("contacts.intake.v1"), intake)
+    values = await changes.wait_until(
+        lambda v: len([c for c in v if c["type"] == "contact.created"]) >= 20
+    )
+    created = [c for c in values if c["type"] == "contact.created"]
+    # While the worker runs: what it stored is in no log file (Faust's store logs it).
+    logs = list((env.tmp_path / "data").rglob("contacts-*.db/*.log"))
+    assert logs and all(f.stat().st_size == 0 for f in logs)
+
+    worker.stop()
+    assert list((env.tmp_path / "data").rglob("clean-shutdown"))  # stream/tables/local_state.py
+    stored = {
+        key
+        for contents in table_files(env.tmp_path / "data").values()
+        for key in contents
+        if b"|" not in key and not key.startswith(b"__faust")
+    }
+    assert stored == {f"acme:{c['contact_id']}".encode() for c in created}
