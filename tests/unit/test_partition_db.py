@@ -5,35 +5,12 @@ and a store that is not RocksDB goes Faust's way."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import faust
 import pytest
 
 from stream.tables import base, changelog
-
-
-def event(partition: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(partition=partition))
-
-
-def table(tmp_path: Path, store: str) -> Any:
-    app = faust.App(f"partition-db-{tmp_path.name}", datadir=str(tmp_path), store=store)
-    return base.StrKeyTable(
-        app, name="things", default=None, key_type=bytes, value_type=bytes, partitions=4
-    )
-
-
-@pytest.fixture
-def on_partition(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make the agents' current event one of `partition`, for reads and writes alike."""
-
-    def current(partition: int) -> None:
-        monkeypatch.setattr(base, "current_event", lambda: event(partition))
-        monkeypatch.setattr(changelog, "current_event", lambda: event(partition))
-
-    return current
+from tests.unit.tables import table
 
 
 def test_a_direct_write_is_what_faust_s_store_reads_and_the_reverse(
@@ -45,7 +22,6 @@ def test_a_direct_write_is_what_faust_s_store_reads_and_the_reverse(
     writes = changelog.ChangelogWrites()
 
     on_partition(3)
-    monkeypatch.setattr(base.faust.stores.rocksdb, "current_event", lambda: event(3))
     writes.set(things, "t|ana@example.com", b"direct")
     assert things.get("t|ana@example.com") == b"direct"
     assert len(store._key_index) == 0  # neither went through Faust's key index

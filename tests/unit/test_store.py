@@ -8,36 +8,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import faust
-import pytest
 import rocksdict
 from faust.types import TP
 
 from stream.settings import Settings
 from stream.tables import base, changelog
 from stream.tables.store import Store
-
-
-def event(partition: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(partition=partition, tp=None, offset=0))
-
-
-def table(tmp_path: Path, store: str) -> Any:
-    app = faust.App(f"store-{tmp_path.name}", datadir=str(tmp_path), store=store)
-    return base.StrKeyTable(
-        app, name="things", default=None, key_type=bytes, value_type=bytes, partitions=4
-    )
-
-
-@pytest.fixture
-def on_partition(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Make the current event one of `partition`, for our writes and Faust's alike."""
-
-    def current(partition: int) -> None:
-        for module in (base, changelog, faust.stores.rocksdb):
-            monkeypatch.setattr(module, "current_event", lambda: event(partition))
-
-    return current
+from tests.unit.tables import table
 
 
 def write_every_way(things: Any, partition: int, tag: bytes) -> None:
