@@ -32,8 +32,10 @@ logged write (the agents' table writes, whose persisted offsets would
 otherwise claim records a kill could still lose). A revoked partition's
 database is closed by Faust, and RocksDB flushes unlogged data on close.
 Standby partitions, restored while their active copies run elsewhere, keep
-the log. On a cold start of 1 M contacts the log was ~1 s of a 9-11 s
-restore (docs/performance.md).
+the log, unless the store is the product's (stream/tables/store.py), which
+writes nothing to it: a database there is written one way only. On a
+cold start of 1 M contacts the log was ~1 s of a 9-11 s restore
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.types import TP
 from faust.types.tables import CollectionT
+
+from stream.tables.store import Store as UnloggedStore
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +135,7 @@ class Recovery(FaustRecovery):
         fresh = records_past(records, offsets.get(tp))
         if fresh:
             last = fresh[-1].offset
-            write_changelog_batch(store, tp, fresh, last, logged=not active)
+            write_changelog_batch(store, tp, fresh, last, logged=logs(store, active))
             if active:
                 self._unlogged.add((store, tp.partition))
             offsets[tp] = last
@@ -218,6 +222,12 @@ def write_changelog_batch(
     # A property at run time; rocksdict's stub declares it a method.
     options.disable_wal = not logged  # type: ignore[method-assign, assignment]
     store._db_for_partition(tp.partition).write(batch, options)
+
+
+def logs(store: RocksDBStore, active: bool) -> bool:
+    """Whether a restored batch goes to RocksDB's write-ahead log: a standby's, unless
+    the store is ours, which logs nothing (stream/tables/store.py)."""
+    return not active and not isinstance(store, UnloggedStore)
 
 
 class TableManager(FaustTableManager):

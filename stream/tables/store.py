@@ -11,13 +11,14 @@ the tables' local files and restores them from the changelogs
 (stream/tables/local_state.py), because local files may hold writes the
 changelogs never got. So the log is written and never read. On the
 engagement workload the `write()` calls were ~5 % of the worker's GIL
-samples, and a run without them took 14 % less CPU per input
-(docs/performance.md, session 29).
+samples, and without them a worker took 9.8 % less CPU per input in four
+pairs (docs/performance.md, session 29).
 
 Every database this store opens writes without the log
 (`Rdict.set_write_options`): the agents' direct writes
 (stream/tables/base.py, stream/tables/changelog.py), Faust's own writes and
-persisted offsets, and the recoveries' batches. What a process that dies
+persisted offsets, and the recoveries' batches (stream/tables/recovery.py
+asks for the log only on Faust's store). What a process that dies
 loses is then every write since its memtables were last flushed to disk,
 the persisted offsets included: a prefix of its writes is left (a memtable
 flush persists writes in order, and a partition's offsets live in its own

@@ -12,8 +12,9 @@ import pytest
 import rocksdict
 from faust.types import TP
 
-from stream.tables.recovery import records_past, write_changelog_batch
+from stream.tables.recovery import logs, records_past, write_changelog_batch
 from stream.transport import Consumer, _first_undelivered
+from tests.unit.tables import table
 
 CHANGELOG = TP("cs-contacts-changelog", 1)
 SOURCE = TP("contact-ops", 1)
@@ -222,3 +223,10 @@ def test_the_first_undelivered_record_of_a_batch() -> None:
     assert _first_undelivered(batch, 6) == 7
     assert _first_undelivered(batch, 8) is None  # delivered whole
     assert _first_undelivered([], -1) is None
+
+
+def test_a_standby_batch_is_logged_only_on_faust_s_store(tmp_path: Path) -> None:
+    ours = table(tmp_path / "ours", "csrocksdb://").data
+    faust_s = table(tmp_path / "faust", "rocksdb://").data
+    assert [logs(ours, active=False), logs(ours, active=True)] == [False, False]
+    assert [logs(faust_s, active=False), logs(faust_s, active=True)] == [True, False]
