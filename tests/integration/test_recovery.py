@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.conftest import Env, Servers, send_json
+from tests.integration.test_intake_path import intake, of_type
 
 PARTITIONS = 4
 OFFSET_KEY = b"__faust\0offset__"  # Faust's persisted offset, in every partition's db
@@ -153,19 +154,11 @@ async def test_the_agents_writes_are_on_disk_after_a_clean_stop_and_none_went_to
     worker = await env.started_worker("data")
     changes = await reader(env.topic("contacts.changes.v1"))
     for n in range(20):
-        intake = {
-            "event_id": f"e-{n}",
-            "tenant_id": "acme",
-            "occurred_at": "2026-11-22T10:00:00+01:00",
-            "source": "import",
-            "emails": [f"person{n}@example.com"],
-            "phones": [],
-        }
-        await send_json(producer, env.topic("contacts.intake.v1"), intake)
-    values = await changes.wait_until(
-        lambda v: len([c for c in v if c["type"] == "contact.created"]) >= 20
-    )
-    created = [c for c in values if c["type"] == "contact.created"]
+        await send_json(
+            producer, env.topic("contacts.intake.v1"), intake("acme", [f"person{n}@example.com"])
+        )
+    values = await changes.wait_until(lambda v: len(of_type(v, "contact.created")) >= 20)
+    created = of_type(values, "contact.created")
     # While the worker runs: what it stored is in no log file (Faust's store logs it).
     logs = list((env.tmp_path / "data").rglob("contacts-*.db/*.log"))
     assert logs and all(f.stat().st_size == 0 for f in logs)
