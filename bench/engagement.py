@@ -44,9 +44,11 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
 6. `--latency RATE ...`: with the worker running and caught up, engagement
    events at a fixed RATE for `--latency-seconds` (30): p50/p95/p99 of
    (change event's broker timestamp - the input's produce time) over every
-   event, and of (snapshot seen in Redis - produce time) over 1 event in 20
-   (each sampled event names a contact no other event of the phase names,
-   so its Redis key changes only for it; polled every 10 ms). If the worker
+   event; of (the change event in this bench's read_committed reader's
+   hands - produce time), the relay's commit included; and of (snapshot
+   seen in Redis - produce time) over 1 event in 20 (each sampled event
+   names a contact no other event of the phase names, so its Redis key
+   changes only for it; polled every 10 ms). If the worker
    cannot keep up, the backlog and the achieved rate are reported instead;
 7. bench/results/engagement-<UTC time>.json (all figures, the commit, the
    uncommitted files); the run's topics, Redis keys and data dir are deleted.
@@ -347,8 +349,12 @@ class Outputs(TopicReader):
     def __init__(self, names: dict[str, str], partitions: int) -> None:
         super().__init__((names["changes"], names["deadletter"]), partitions)
         self.changes: list[Seen] = []
-        # event_id -> broker timestamp of its first change event
+        # event_id -> broker timestamp of its first change event (CreateTime: when the
+        # contact partition published it to the outbox; the relay keeps that timestamp)
         self.done: dict[str, int] = {}
+        # event_id -> when this read_committed reader got that change event: after the
+        # relay's transaction committed, as any reader of the changes topic gets it
+        self.readable: dict[str, int] = {}
         self.dead: dict[str | None, str] = {}
         self.dead_reasons: Counter[str] = Counter()
         # Inputs that gave a change event or a dead letter, per registered phase prefix.
@@ -367,6 +373,7 @@ class Outputs(TopicReader):
             )
             if event_id is not None and event_id not in self.done:
                 self.done[event_id] = record.timestamp
+                self.readable[event_id] = received_ms
                 self._count(event_id)
         else:
             event_id = dead_letter_event_id(value)
@@ -763,6 +770,8 @@ class Latency:
     achieved_rate_during_produce: float | None = None
     achieved_rate_overall: float | None = None
     change_latency_ms: dict[str, float] = field(default_factory=dict)
+    # produce -> the change event in a read_committed reader's hands (the relay's commit included)
+    readable_latency_ms: dict[str, float] = field(default_factory=dict)
     # p50 of the change latency per tenth of the events (in produce order): growth = falling behind
     change_latency_p50_by_tenth_ms: list[float] = field(default_factory=list)
     redis_samples: int = 0
@@ -772,6 +781,7 @@ class Latency:
     dead_letters: int = 0
     # The raw figures behind the percentiles (every k-th, at most SAMPLES_KEPT): histograms.
     change_latency_samples_ms: list[int] = field(default_factory=list)
+    readable_latency_samples_ms: list[int] = field(default_factory=list)
     redis_latency_samples_ms: list[int] = field(default_factory=list)
     cores: dict[str, float] = field(default_factory=dict)
     load_avg: list[float] = field(default_factory=list)
@@ -878,6 +888,9 @@ async def latency_phase(
     ordered = sorted(sent_ms, key=sent_ms.__getitem__)
     delays = [done[e] - sent_ms[e] for e in ordered if e in done]
     lat.change_latency_ms = percentiles([float(d) for d in delays])
+    readable = [outputs.readable[e] - sent_ms[e] for e in ordered if e in done]
+    lat.readable_latency_ms = percentiles([float(d) for d in readable])
+    lat.readable_latency_samples_ms = kept(readable)
     tenths = [delays[len(delays) * k // 10 : len(delays) * (k + 1) // 10] for k in range(10)]
     lat.change_latency_p50_by_tenth_ms = [
         percentiles([float(d) for d in part])["p50"] for part in tenths if part
@@ -1033,6 +1046,7 @@ def report(result: dict[str, Any], args: argparse.Namespace, stamp: datetime) ->
     ]
     for lat in result["latency"]:
         c, r = lat["change_latency_ms"], lat["redis_latency_ms"]
+        ks = ("p50", "p95", "p99", "max")
         rows += [
             (
                 f"latency @ {lat['rate_asked']:,.0f}/s",
@@ -1047,7 +1061,11 @@ def report(result: dict[str, Any], args: argparse.Namespace, stamp: datetime) ->
             ),
             (
                 "  change p50/p95/p99/max",
-                " / ".join(fmt(c.get(k)) for k in ("p50", "p95", "p99", "max")) + " ms",
+                " / ".join(fmt(c.get(k)) for k in ks) + " ms",
+            ),
+            (
+                "  readable p50/p95/p99/max",
+                " / ".join(fmt(lat.get("readable_latency_ms", {}).get(k)) for k in ks) + " ms",
             ),
             (
                 "  change p50 per tenth",

@@ -178,9 +178,20 @@ def summary(run: dict[str, Any]) -> list[Row]:
 
     # 4. Latency at a fixed 2,000 events/s.
     phase = latency_phase(run)
-    for kind, title in (("change", "→ change event"), ("redis", "→ Redis snapshot")):
+    # "readable": the change event in a read_committed reader's hands, the relay's
+    # commit included (what a reader of the changes topic waits); "change": its
+    # broker timestamp, when the contact partition published it to the outbox.
+    # Runs before the readable figure existed judged the target on the latter.
+    kinds = [
+        ("readable", "→ change event readable"),
+        ("change", "→ change published (outbox timestamp)"),
+        ("redis", "→ Redis snapshot"),
+    ]
+    for kind, title in kinds:
         figure = f"latency p99 at 2,000 ev/s, produce {title}"
         p99 = dig(phase, f"{kind}_latency_ms", "p99")
+        if kind == "readable" and phase is not None and p99 is None:
+            continue  # a run from before the figure existed
         if phase is None or p99 is None:
             rows.append(missing(figure, "< 50 ms", run, "engagement"))
             continue
@@ -195,8 +206,12 @@ def summary(run: dict[str, Any]) -> list[Row]:
             f"{phase.get('processed', 0):,} of {phase.get('produced', 0):,} processed within "
             "the drain, the percentiles are of those)"
         )
+        # With the readable figure, the published one is context: a change is not
+        # out before its transaction commits.
+        context = kind == "change" and dig(phase, "readable_latency_ms", "p99") is not None
+        target = "—" if context else "< 50 ms"
         rows.append(
-            Row(figure, ms(p99), "—", "—", "< 50 ms", kept_up and p99 < LATENCY_TARGET_MS, note)
+            Row(figure, ms(p99), "—", "—", target, kept_up and p99 < LATENCY_TARGET_MS, note)
         )
 
     # 5. Recovery against a bare read of the same changelog (bench/recovery.py's ratio:
@@ -378,9 +393,13 @@ def latency_chart(run: dict[str, Any], path: Path) -> bool:
     if phase is None:
         return False
     series = [
-        ("produce → change event", phase.get("change_latency_samples_ms") or []),
+        ("produce → change event readable", phase.get("readable_latency_samples_ms") or []),
         ("produce → Redis snapshot", phase.get("redis_latency_samples_ms") or []),
     ]
+    kinds = ["readable", "redis"]
+    if not series[0][1]:  # a run from before the readable figure: the published one
+        series[0] = ("produce → change event", phase.get("change_latency_samples_ms") or [])
+        kinds[0] = "change"
     if not any(values for _, values in series):
         return False
     import matplotlib
@@ -389,7 +408,7 @@ def latency_chart(run: dict[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (title, values), kind in zip(axes, series, ("change", "redis"), strict=True):
+    for ax, (title, values), kind in zip(axes, series, kinds, strict=True):
         if values:
             ax.hist(values, bins=60, color="#4477aa")
             # The p99 of every event of the phase, not of the samples kept for the chart.
