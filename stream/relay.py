@@ -165,18 +165,22 @@ class ChangeRelay(Service):
                         producer, RELAY_MARKS, mark, b"%d" % version, owned.tp.partition
                     )
                     sent[id(done)] = done
-                # Every record acknowledged before the offsets join the transaction:
-                # aiokafka fails a batch whose retries ran out (a broker down past the
-                # delivery timeout) without failing the transaction, so a commit would
-                # have published the rest and moved the offset past the lost record
-                # (test_broker_restart lost one change that way). A failed send raises
-                # here, and leaving the block aborts the transaction.
-                acks = await asyncio.gather(*sent.values(), return_exceptions=True)
-                if failed := [a for a in acks if isinstance(a, BaseException)]:
-                    raise failed[0]
-                await producer.send_offsets_to_transaction(
+                # The offsets join the transaction while the records are in flight
+                # (aiokafka sends AddOffsetsToTxn and TxnOffsetCommit beside the
+                # produce requests: two round trips off each transaction), and every
+                # record is acknowledged before the commit: aiokafka fails a batch
+                # whose retries ran out (a broker down past the delivery timeout)
+                # without failing the transaction, so a commit would have published
+                # the rest and moved the offset past the lost record
+                # (test_broker_restart lost one change that way). A failed send
+                # raises here, and leaving the block aborts the transaction, the
+                # offsets with it.
+                position = producer.send_offsets_to_transaction(
                     {owned.tp: records[-1].offset + 1}, self.group
                 )
+                acks = await asyncio.gather(position, *sent.values(), return_exceptions=True)
+                if failed := [a for a in acks if isinstance(a, BaseException)]:
+                    raise failed[0]
         except BROKER_FAULTS as exc:
             # A broker fault, or ProducerFenced: another worker opened this
             # partition's producer since, so this one's assignment is stale or
@@ -267,7 +271,9 @@ class ChangeRelay(Service):
             bootstrap_servers=settings.kafka_bootstrap,
             transactional_id=f"{self.group}-{partition}",
             enable_idempotence=True,
-            linger_ms=5,
+            # No linger: a transaction's records are all appended before its first
+            # produce request can go (their partitions join the transaction first).
+            linger_ms=0,
             partitioner=KafkaPartitioner(),  # the changes go where the workers' records go
             **client_options(settings),
         )
