@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     agent_batch_wait: float = Field(
         0.005, gt=0, description="seconds an agent waits to fill a batch before taking it"
     )
+    # docs/performance.md, session 30; stream/agents/applied.py.
+    contact_cache: int = Field(
+        50_000,
+        ge=0,
+        description="decoded contacts a worker keeps of those it last read or wrote (0: none)",
+    )
     library_log_level: str = Field(
         "WARNING", description="level of the faust, mode and aiokafka loggers"
     )
