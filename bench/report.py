@@ -90,9 +90,22 @@ def summary(run: dict[str, Any]) -> list[Row]:
 
     # 1. The engagement workload against raw aiokafka over as many records.
     raw = dig(eng, "raw_records_per_s")
-    inputs = dig(eng, "throughput", "inputs_per_s")
+    # End to end (since session 30): from the first input the worker handled to the
+    # last change event. The figure from the first change event leaves out most of
+    # the router's work, which precedes it; runs from before have only that one.
+    inputs = dig(eng, "throughput", "inputs_per_s_end_to_end")
+    cpu = dig(eng, "throughput", "worker_cpu_us_per_input_end_to_end")
+    since_first = dig(eng, "throughput", "inputs_per_s")
+    clock = "end to end"
+    if inputs is None:
+        inputs, cpu = since_first, dig(eng, "throughput", "worker_cpu_us_per_input")
+        clock = "from the first change event (a run from before the end-to-end clock)"
     if raw and inputs:
-        cpu = dig(eng, "throughput", "worker_cpu_us_per_input")
+        note = f"{dig(eng, 'throughput', 'inputs'):,} inputs, {clock}"
+        if cpu:
+            note += f"; worker CPU {cpu:,.0f} µs per input"
+        if inputs != since_first and since_first:
+            note += f"; from the first change event {since_first / raw:.1%}"
         rows.append(
             Row(
                 "engagement workload vs raw aiokafka passthrough",
@@ -101,8 +114,7 @@ def summary(run: dict[str, Any]) -> list[Row]:
                 f"{inputs / raw:.1%}",
                 "≥ 20 %",
                 inputs / raw >= 0.20,
-                f"{dig(eng, 'throughput', 'inputs'):,} inputs"
-                + (f"; worker CPU {cpu:,.0f} µs per input" if cpu else ""),
+                note,
             )
         )
     else:
@@ -442,7 +454,11 @@ def throughput_chart(run: dict[str, Any], path: Path) -> bool:
         ("empty agent\nours", dig(empty, "median", "cskafka")),
         ("Quix scoring", dig(quix, "records_per_s")),
         ("scoring step\nours", dig(quix, "ours", "records_per_s")),
-        ("product\nengagement", dig(eng, "throughput", "inputs_per_s")),
+        (
+            "product\nengagement",
+            dig(eng, "throughput", "inputs_per_s_end_to_end")
+            or dig(eng, "throughput", "inputs_per_s"),
+        ),
         ("import burst", dig(burst, "contacts_per_s")),
     ]
     if not any(v for _, v in bars):
