@@ -31,7 +31,10 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
    `contact-stream outputs` beside them, its CPU summed too) is started
    and the clock runs from the first change event to the last (the change
    records' broker timestamps, CreateTime set by the worker): inputs/s and
-   change events/s; then until the Redis projection has caught up (its
+   change events/s; end to end, from the first input the worker handled
+   (the earliest record of its first hops) to the last change event, with
+   the worker's CPU from then (the figure `make bench` judges: the router
+   takes most of its topic in before the first change); then until the Redis projection has caught up (its
    consumer group's committed offsets reach the end of the topics it reads),
    with the Redis commands and scripts run meanwhile. Every input must come
    out as a change event: a dead letter (`unknown_contact` would mean the
