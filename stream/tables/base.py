@@ -11,6 +11,7 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, TableT
 
 from stream.app import app, settings
+from stream.partitioner import partition_for
 
 
 class StrKeyTable(faust.Table[str, bytes]):
@@ -107,11 +108,14 @@ def active_get(table: TableT[str, bytes], key: str) -> bytes | None:
     """The key's value, if this worker holds its partition as active and settled; else None.
 
     For a reader outside the agent that writes the table (its partition not
-    the reader's event's): the value is read from whichever partition
-    database has the key, and given only if that partition is an active
-    one of this worker, no rebalance is under way and no recovery is
-    running. A standby's copy, a partition being restored or one held by
-    another worker gives None, as does a store other than RocksDB.
+    the reader's event's): the value is read from the key's partition, the
+    one the table's agent got it on (its topic's records are sent by key
+    with Kafka's partitioner, stream/partitioner.py), and given only if
+    that partition is an active one of this worker, no rebalance is under
+    way and no recovery is running. A standby's copy, a partition being
+    restored or one held by another worker gives None, as does a store
+    other than RocksDB. One read: looking through every partition's
+    database cost a read per partition before the key's.
     """
     store = table.data
     if not (isinstance(store, RocksDBStore) and store.use_rocksdict):
@@ -120,12 +124,12 @@ def active_get(table: TableT[str, bytes], key: str) -> bytes | None:
     if app.rebalancing or getattr(app, "in_recovery", False):
         return None
     raw = store._encode_key(key)
-    for partition, db in store._dbs.items():
-        value = db.get(raw)
-        if value is not None:
-            changelog = TP(table.changelog_topic.get_topic_name(), partition)
-            return value if changelog in active_partitions() else None
-    return None
+    changelog = table.changelog_topic
+    partition = partition_for(raw, changelog.partitions or settings.partitions)
+    if TP(changelog.get_topic_name(), partition) not in active_partitions():
+        return None
+    db = store._dbs.get(partition)
+    return None if db is None else cast("bytes | None", db.get(raw))
 
 
 def scan_items(table: TableT[str, bytes]) -> Iterator[tuple[bytes | str, bytes]]:

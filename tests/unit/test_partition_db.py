@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faust.types import TP
 
+from stream.partitioner import partition_for
 from stream.tables import base, changelog
 from tests.unit.tables import table
 
@@ -47,3 +49,29 @@ def test_a_store_that_is_not_rocksdb_goes_faust_s_way(tmp_path: Path, on_partiti
     changelog.ChangelogWrites().set(things, "t|k", b"v")
     assert things.data["t|k"] == b"v"
     assert things.get("t|k") == b"v"
+
+
+def test_active_get_reads_the_key_s_own_partition_when_it_is_active(
+    tmp_path: Path, on_partition: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    things = table(tmp_path, "rocksdb://")
+    key = "t|email|ana@example.com"
+    mine = partition_for(key.encode(), 4)  # where the table's agent got the key's records
+    other = (mine + 1) % 4
+    on_partition(mine)
+    things.data._db_for_partition(other)  # a second partition database is open
+    changelog.ChangelogWrites().set(things, key, b"owner c1")
+    topic = things.changelog_topic.get_topic_name()
+    actives = {TP(topic, mine), TP(topic, other)}
+    monkeypatch.setattr(base, "active_partitions", lambda: frozenset(actives))
+    monkeypatch.setattr(base.app, "rebalancing", False)
+
+    assert base.active_get(things, key) == b"owner c1"
+    assert base.active_get(things, "t|email|nobody@example.com") is None
+
+    monkeypatch.setattr(base.app, "rebalancing", True)
+    assert base.active_get(things, key) is None  # a rebalance: nothing is settled
+    monkeypatch.setattr(base.app, "rebalancing", False)
+
+    actives.discard(TP(topic, mine))  # the key's partition is a standby here now
+    assert base.active_get(things, key) is None
