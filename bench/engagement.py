@@ -34,8 +34,9 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
    change events/s; end to end, from the first input the worker handled
    (the earliest record of its first hops) to the last change event, with
    the worker's CPU from then (the figure `make bench` judges: the router
-   takes most of its topic in before the first change); then until the Redis projection has caught up (its
-   consumer group's committed offsets reach the end of the topics it reads),
+   takes most of its topic in before the first change); then until the
+   Redis projection has caught up (its consumer group's committed offsets
+   reach the end of the topics it reads),
    with the Redis commands and scripts run meanwhile. Every input must come
    out as a change event: a dead letter (`unknown_contact` would mean the
    preload is not where the worker looks) fails the run;
