@@ -69,14 +69,12 @@ class Recent:
 recent = Recent(settings.contact_cache)
 
 
-@app.on_partitions_revoked.connect
-async def _forget_on_revoke(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+async def _forget(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     recent.clear()
 
 
-@app.on_partitions_assigned.connect
-async def _forget_on_assign(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-    recent.clear()
+app.on_partitions_revoked.connect(_forget)
+app.on_partitions_assigned.connect(_forget)
 
 
 def load(tenant: str, contact_id: str) -> Contact | None:
