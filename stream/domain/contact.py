@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +136,12 @@ def tombstone(contact: Contact, state: str, merged_into: str | None = None) -> C
     )
 
 
+def uuid_text(digest: bytes) -> str:
+    """`str(uuid.UUID(bytes=digest))` of a 16-byte digest, without the UUID (0.5 against 1.9 µs)."""
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def derive_contact_id(
     tenant_id: str, event_id: str, topic: str, partition: int, offset: int
 ) -> str:
@@ -145,7 +150,7 @@ def derive_contact_id(
         f"{tenant_id}\x1f{event_id}\x1f{topic}\x1f{partition}\x1f{offset}".encode(),
         digest_size=16,
     ).digest()
-    return str(uuid.UUID(bytes=digest))
+    return uuid_text(digest)
 
 
 def derive_change_id(contact: Contact, version: int, change_type: str, cause: Cause) -> str:
@@ -161,7 +166,7 @@ def _change_id(
         f"\x1f{cause.kind}\x1f{cause.event_id}".encode(),
         digest_size=16,
     ).digest()
-    return str(uuid.UUID(bytes=digest))
+    return uuid_text(digest)
 
 
 def unversioned_change(
