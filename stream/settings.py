@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         ge=0,
         description="decoded contacts a worker keeps of those it last read or wrote (0: none)",
     )
+    # docs/performance.md, session 31; stream/tables/identities.py.
+    identity_cache: int = Field(
+        50_000,
+        ge=0,
+        description="decoded identity entries a worker keeps of those it last read or wrote",
+    )
     library_log_level: str = Field(
         "WARNING", description="level of the faust, mode and aiokafka loggers"
     )

@@ -22,59 +22,20 @@ from typing import Any
 import orjson
 
 from stream.agents.timers import due_index, due_time
-from stream.app import app, settings
+from stream.app import settings
 from stream.domain.contact import Contact
 from stream.tables.changelog import contact_writes
 from stream.tables.codec import decode_contact, encode_contact
 from stream.tables.contacts import applied_events, contact_key, contacts
+from stream.tables.recent import Recent
 
 Messages = list[list[Any]]
 
 
-class Recent:
-    """The contacts last read or written here, decoded: a bounded cache of the table's.
-
-    Every write of a contact goes through `store`, which keeps the new state
-    here as well, so an entry is what the table holds for its key (a Contact
-    is immutable). The table changes behind it only when a partition is
-    restored from its changelog, between a rebalance's start and its end:
-    the cache is emptied when partitions are revoked and when they are
-    assigned. The oldest entry goes first; `store` re-inserts the contact an
-    operation loaded, so the order is the order of last use.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: dict[str, Contact] = {}
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: str) -> Contact | None:
-        return self._items.get(key)
-
-    def put(self, key: str, contact: Contact) -> None:
-        if not self.size:
-            return
-        items = self._items
-        items.pop(key, None)
-        items[key] = contact
-        if len(items) > self.size:
-            del items[next(iter(items))]
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
-recent = Recent(settings.contact_cache)
-
-
-async def _forget(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-    recent.clear()
-
-
-app.on_partitions_revoked.connect(_forget)
-app.on_partitions_assigned.connect(_forget)
+# The contacts last read or written here, decoded (stream/tables/recent.py):
+# `store` puts each new state there as it writes the table, and re-inserts the
+# contact an operation loaded, so the order is the order of last use.
+recent: Recent[Contact] = Recent(settings.contact_cache)
 
 
 def load(tenant: str, contact_id: str) -> Contact | None:

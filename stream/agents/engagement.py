@@ -21,7 +21,7 @@ from stream.agents.identity import send_contact_op, send_engagement
 from stream.agents.output import origin_of, send_dead_letter
 from stream.app import app
 from stream.domain.contact import derive_contact_id
-from stream.domain.normalize import Kind, normalize_identifiers
+from stream.domain.normalize import Kind, is_blocked, normalize_email, normalize_phone
 from stream.domain.timefmt import logical_time, to_ms
 from stream.models import EngagementEvent, InputRejected, decode_input
 from stream.tables.identities import identity_key
@@ -49,19 +49,21 @@ def routed_engagement(
 
 
 def identifier_key(event: EngagementEvent) -> str | None:
-    """The identity key of the email or phone the event names; None if invalid or blocked."""
+    """The identity key of the email or phone the event names; None if invalid or blocked.
+
+    `normalize_identifiers` for the one identifier an engagement names (its
+    model requires exactly one of contact_id, email, phone), without the lists.
+    """
     config = tenant_configs.get(event.tenant_id)
-    ids = normalize_identifiers(
-        [event.email] if event.email is not None else [],
-        [event.phone] if event.phone is not None else [],
-        config.default_region,
-        config.blocked_values,
-    )
-    if ids.emails:
-        return identity_key(event.tenant_id, Kind.EMAIL.value, ids.emails[0])
-    if ids.phones:
-        return identity_key(event.tenant_id, Kind.PHONE.value, ids.phones[0])
-    return None
+    if event.email is not None:
+        kind, value = Kind.EMAIL, normalize_email(event.email)
+    elif event.phone is not None:
+        kind, value = Kind.PHONE, normalize_phone(event.phone, config.default_region)
+    else:
+        return None
+    if value is None or is_blocked(value, config.blocked_values):
+        return None
+    return identity_key(event.tenant_id, kind.value, value)
 
 
 @app.agent(engagement_topic, name="route-engagements")

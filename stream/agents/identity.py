@@ -23,10 +23,15 @@ from stream.domain.contact import derive_contact_id
 from stream.domain.identity import find_match
 from stream.domain.locking import Entry, lock_order, lookup, release, unlock, visit
 from stream.domain.normalize import Identifier, Kind, Normalized
-from stream.tables.base import active_get
 from stream.tables.changelog import identity_writes
 from stream.tables.contacts import contact_key
-from stream.tables.identities import decode_entry, encode_entry, identities, identity_key
+from stream.tables.identities import (
+    decode_entry,
+    identities,
+    identity_key,
+    local_entry,
+    write_entry,
+)
 from stream.topics import contact_ops_topic, identity_ops_topic, send_raw
 
 
@@ -52,7 +57,7 @@ async def send_engagement(key: str, operation: dict[str, Any]) -> None:
     """An engagement by email or phone to its contact: read here, or through the lookup hop.
 
     Read here when this worker holds the identifier's partition as active and
-    settled (`active_get`), the entry has an owner, no lock and nobody
+    settled (`local_entry`), the entry has an owner, no lock and nobody
     parked, and no lookup of ours for it is still in flight: the hop would
     find the same entry and send the engagement on to the same contact, so
     it goes there at once (docs/architecture.md, engagement path). Else it
@@ -65,8 +70,7 @@ async def send_engagement(key: str, operation: dict[str, Any]) -> None:
         _lookups_in_flight.clear()
         _lookups_generation = app.consumer_generation_id
     counted = key in _lookups_in_flight
-    if not counted and (raw := active_get(identities, key)) is not None:
-        entry = decode_entry(raw)
+    if not counted and (entry := local_entry(key)) is not None:
         if entry.lock is None and not entry.parked and entry.owner is not None:
             metrics.LOOKUPS_LOCAL.inc()
             await send_contact_op({**operation, "target": entry.owner})
@@ -173,10 +177,7 @@ def _store(key: str, before: Entry, after: Entry) -> None:
         return
     metrics.LOCKS_HELD.inc((after.lock is not None) - (before.lock is not None))
     metrics.LOCKS_WAITING.inc(len(after.parked) - len(before.parked))
-    if after.is_empty:
-        identity_writes.delete(identities, key)
-    else:
-        identity_writes.set(identities, key, encode_entry(after))
+    write_entry(key, after)
 
 
 async def _after_lookup(message: dict[str, Any], owner: str | None) -> None:

@@ -117,6 +117,15 @@ def active_get(table: TableT[str, bytes], key: str) -> bytes | None:
     other than RocksDB. One read: looking through every partition's
     database cost a read per partition before the key's.
     """
+    found = active_db(table, key)
+    return None if found is None else cast("bytes | None", found[0].get(found[1]))
+
+
+def active_db(table: TableT[str, bytes], key: str) -> tuple[Any, bytes] | None:
+    """The database `active_get` reads the key from, and the stored key; else None.
+
+    Both in Faust's store's own types: a rocksdict `Rdict` and the encoded key.
+    """
     store = table.data
     if not (isinstance(store, RocksDBStore) and store.use_rocksdict):
         return None
@@ -129,7 +138,7 @@ def active_get(table: TableT[str, bytes], key: str) -> bytes | None:
     if TP(changelog.get_topic_name(), partition) not in active_partitions():
         return None
     db = store._dbs.get(partition)
-    return None if db is None else cast("bytes | None", db.get(raw))
+    return None if db is None else (db, raw)
 
 
 def scan_items(table: TableT[str, bytes]) -> Iterator[tuple[bytes | str, bytes]]:

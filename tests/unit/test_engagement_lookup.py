@@ -10,7 +10,6 @@ import pytest
 
 from stream.agents import identity
 from stream.domain.locking import Entry
-from stream.tables.identities import encode_entry
 
 KEY = "t1|email|ana@example.com"
 
@@ -22,7 +21,7 @@ class World:
         self.entries: dict[str, Entry] = {}
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.generation = 1
-        monkeypatch.setattr(identity, "active_get", self.active_get)
+        monkeypatch.setattr(identity, "local_entry", self.entries.get)
         monkeypatch.setattr(identity, "send_contact_op", self.send_contact_op)
         monkeypatch.setattr(identity, "send_identity_op", self.send_identity_op)
         monkeypatch.setattr(identity, "app", self)
@@ -32,10 +31,6 @@ class World:
     @property
     def consumer_generation_id(self) -> int:
         return self.generation
-
-    def active_get(self, table: Any, key: str) -> bytes | None:
-        entry = self.entries.get(key)
-        return None if entry is None else encode_entry(entry)
 
     async def send_contact_op(self, operation: dict[str, Any]) -> None:
         self.sent.append(("contact", operation))

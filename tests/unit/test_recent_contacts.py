@@ -1,4 +1,5 @@
-"""The contacts a worker last read or wrote, kept decoded (stream/agents/applied.py)."""
+"""The contacts a worker last read or wrote, kept decoded (stream/agents/applied.py,
+stream/tables/recent.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from stream.app import app
 from stream.domain.contact import Contact
 from stream.tables.codec import encode_contact
 from stream.tables.contacts import contact_key
+from stream.tables.recent import Recent
 
 
 def contact(contact_id: str, version: int) -> Contact:
@@ -38,7 +40,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Table:
     monkeypatch.setattr(applied, "contacts", fake)
     monkeypatch.setattr(applied, "contact_writes", fake)
     monkeypatch.setattr(applied.due_index, "schedule", lambda key, due: None)
-    monkeypatch.setattr(applied, "recent", applied.Recent(3))
+    monkeypatch.setattr(applied, "recent", Recent(3))
     return fake
 
 
@@ -91,7 +93,7 @@ async def test_a_rebalance_forgets_what_a_restore_may_change(table: Table, signa
 
 
 def test_size_zero_keeps_nothing(table: Table, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(applied, "recent", applied.Recent(0))
+    monkeypatch.setattr(applied, "recent", Recent(0))
     applied.store("t1", "c1", contact("c1", 2))
 
     assert len(applied.recent) == 0
