@@ -66,6 +66,14 @@ def dig(data: Any, *path: str | int) -> Any:
     return data
 
 
+def rounds_note(ratios: list[float] | None) -> str:
+    """The scoring step's rounds (bench/quix_scoring.py --rounds), when there were several."""
+    if not ratios or len(ratios) < 2:
+        return ""
+    each = " / ".join(f"{r:.2f}x" for r in ratios)
+    return f"; the round with the median ratio of {len(ratios)}, alternating who went first: {each}"
+
+
 def rate(value: float | None, unit: str = "/s") -> str:
     return "missing" if value is None else f"{value:,.0f}{unit}"
 
@@ -180,7 +188,8 @@ def summary(run: dict[str, Any]) -> list[Row]:
                 "the product's app, transport, RocksDB table and changelog writes running "
                 "Quix's score function on the same records; every output equal to Quix's; "
                 f"CPU {dig(quix, 'ours', 'cpu_us_per_record') or 0:.0f} µs per record "
-                f"(Quix {dig(quix, 'cpu_us_per_record') or 0:.0f}, with its start-up)",
+                f"(Quix {dig(quix, 'cpu_us_per_record') or 0:.0f}, with its start-up)"
+                + rounds_note(dig(quix, "vs_quix_rounds")),
             )
         )
     elif quix_rate:
