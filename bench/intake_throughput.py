@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -67,6 +68,17 @@ async def produce(topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+async def move(producer: AIOKafkaProducer, sink: str, batches: dict[Any, list[Any]]) -> int:
+    """Send each fetched record on to `sink` under its key, then flush; how many were sent."""
+    moved = 0
+    for records in batches.values():
+        for record in records:
+            await producer.send(sink, record.value, key=record.key)
+            moved += 1
+    await producer.flush()
+    return moved
+
+
 async def raw_passthrough(records: int) -> float:
     """Records/s of a plain consume -> produce loop between two topics."""
     run = uuid.uuid4().hex[:8]
@@ -89,11 +101,7 @@ async def raw_passthrough(records: int) -> float:
             batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             if started is None and batches:
                 started = time.monotonic()
-            for tp_records in batches.values():
-                for record in tp_records:
-                    await producer.send(sink, record.value, key=record.key)
-                    moved += 1
-            await producer.flush()
+            moved += await move(producer, sink, batches)
             await consumer.commit()
         assert started is not None
         return records / (time.monotonic() - started)

@@ -59,11 +59,7 @@ async def passthrough(source: str, sink: str, group: str) -> tuple[int, float | 
                 continue
             if first is None:
                 first = time.time()
-            for records in batches.values():
-                for record in records:
-                    await producer.send(sink, record.value, key=record.key)
-                    moved += 1
-            await producer.flush()
+            moved += await it.move(producer, sink, batches)
             # A member joining moves partitions: their records are moved again elsewhere.
             with contextlib.suppress(CommitFailedError):
                 await consumer.commit()
