@@ -104,27 +104,19 @@ def active_partitions() -> frozenset[TP]:
     return _actives[1]
 
 
-def active_get(table: TableT[str, bytes], key: str) -> bytes | None:
-    """The key's value, if this worker holds its partition as active and settled; else None.
+def active_db(table: TableT[str, bytes], key: str) -> tuple[Any, bytes] | None:
+    """The database holding the key, if this worker holds its partition as active and settled.
 
-    For a reader outside the agent that writes the table (its partition not
-    the reader's event's): the value is read from the key's partition, the
-    one the table's agent got it on (its topic's records are sent by key
-    with Kafka's partitioner, stream/partitioner.py), and given only if
+    Returned with the key as stored (a rocksdict `Rdict` and the encoded
+    key), else None. For a reader outside the agent that writes the table
+    (its partition not the reader's event's): the key's partition is the one
+    the table's agent got it on (its topic's records are sent by key with
+    Kafka's partitioner, stream/partitioner.py), and it is given only if
     that partition is an active one of this worker, no rebalance is under
     way and no recovery is running. A standby's copy, a partition being
     restored or one held by another worker gives None, as does a store
-    other than RocksDB. One read: looking through every partition's
-    database cost a read per partition before the key's.
-    """
-    found = active_db(table, key)
-    return None if found is None else cast("bytes | None", found[0].get(found[1]))
-
-
-def active_db(table: TableT[str, bytes], key: str) -> tuple[Any, bytes] | None:
-    """The database `active_get` reads the key from, and the stored key; else None.
-
-    Both in Faust's store's own types: a rocksdict `Rdict` and the encoded key.
+    other than RocksDB. One database: looking through every partition's
+    cost a read per partition before the key's.
     """
     store = table.data
     if not (isinstance(store, RocksDBStore) and store.use_rocksdict):

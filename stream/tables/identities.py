@@ -44,7 +44,7 @@ def write_entry(key: str, entry: Entry) -> None:
 
 
 def local_entry(key: str) -> Entry | None:
-    """The identifier's entry where `active_get` would read it, decoded; else None.
+    """The identifier's entry, decoded, where `active_db` gives its database; else None.
 
     None also when the identifier has no entry. A reader outside the
     identity agent (the engagement router) uses it: the partition checks
