@@ -45,6 +45,19 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    (`note_refused`), and from then on the producer's `flush` raises: the
    commit that follows it does not happen, the worker stops with the error,
    and its restart processes those inputs again from the last commit.
+8. The records of the app's changelog topics stay as aiokafka's record
+   parser made them (offset, key, value, timestamp, headers), without the
+   `ConsumerRecord` aiokafka builds per record for its callers
+   (`PartitionRecords._consumer_record`): the recovery writes only each
+   record's key and value (fix 5). aiokafka builds its per-partition record
+   iterator from a module-level name, which the worker's consumer thread
+   points at `partition_records`: a partition of any topic not registered
+   as a changelog gets aiokafka's own iterator. A changelog batch that the
+   recovery does not take goes record by record as before, each made a
+   `ConsumerRecord` first (`full_record`). On a cold start of 1 M contacts
+   the records cost ~0.75 µs each to unpack instead of ~1.3 µs, in the
+   consumer thread, which shares the GIL with the restore's writes
+   (docs/performance.md, session 32).
 
 The worker's fetch wait is `CS_FETCH_MAX_WAIT` (Faust's driver fixes
 1,500 ms): aiokafka keeps one fetch in flight per broker and asks only for
@@ -69,6 +82,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Gener
 from typing import Any, ClassVar, cast
 
 import aiokafka
+from aiokafka.consumer import fetcher as aiokafka_fetcher
+from aiokafka.structs import ConsumerRecord
 from faust.exceptions import ProducerSendError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
@@ -84,8 +99,57 @@ RecordMap = Mapping[TP, list[Any]]
 log = logging.getLogger(__name__)
 
 
+# aiokafka's own per-partition record iterator, kept across a reload of this module.
+_StockRecords: Any = getattr(
+    aiokafka_fetcher.PartitionRecords, "stock", aiokafka_fetcher.PartitionRecords
+)
+# The changelog topics whose records stay as parsed (fix 8): every worker's in this process.
+_changelogs: set[str] = set()
+
+
+class ChangelogRecords(_StockRecords):  # type: ignore[misc]
+    """aiokafka's iterator over one partition's fetched records, yielding them as parsed.
+
+    Everything but the record itself is aiokafka's: control and aborted
+    batches skipped, the next fetch offset kept, CRCs checked when asked.
+    """
+
+    def _consumer_record(self, tp: Any, record: Any) -> Any:
+        return record
+
+
+def partition_records(tp: Any, *args: Any, **kwargs: Any) -> Any:
+    """What aiokafka's fetcher builds for a partition's fetched records (fix 8)."""
+    records = ChangelogRecords if tp.topic in _changelogs else _StockRecords
+    return records(tp, *args, **kwargs)
+
+
+partition_records.stock = _StockRecords  # type: ignore[attr-defined]
+
+
+def full_record(tp: TP, record: Any) -> ConsumerRecord[bytes, bytes]:
+    """The `ConsumerRecord` aiokafka makes of a parsed record (its consumer has no deserializer)."""
+    key, value = record.key, record.value
+    return ConsumerRecord(
+        tp.topic,
+        tp.partition,
+        record.offset,
+        record.timestamp,
+        record.timestamp_type,
+        key,
+        value,
+        record.checksum,
+        -1 if key is None else len(key),
+        -1 if value is None else len(value),
+        tuple(record.headers),
+    )
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        # Before the consumer exists: its fetcher may build iterators from its start.
+        _changelogs.update(self.app.tables.changelog_topics)
+        aiokafka_fetcher.PartitionRecords = partition_records
         consumer = super()._create_worker_consumer(transport)
         # Faust passes a fixed 1,500 ms; the fetcher the consumer starts reads this.
         consumer._fetch_max_wait_ms = int(get_settings().fetch_max_wait * 1000)
@@ -221,16 +285,23 @@ class Consumer(driver.Consumer):
         A batch goes under the same conditions as a record (its partition
         active, the flow on, the generation the fetch's); a batch that may
         not go is held back and fetched again, like a record (see `getmany`).
-        Returns the batches left for the per-record path.
+        Returns the batches left for the per-record path, as `ConsumerRecord`s.
         """
         recovery = getattr(self.app.tables, "_recovery", None)
         takes_batches = getattr(recovery, "takes_batches", None)
-        if active_partitions is None or takes_batches is None or recovery is None:
-            return records
         rest: dict[TP, list[Any]] = {}
         for tp, batch in records.items():
-            if not batch or not takes_batches(tp):
-                rest[tp] = batch
+            if not (
+                batch
+                and active_partitions is not None
+                and recovery is not None
+                and takes_batches is not None
+                and takes_batches(tp)
+            ):
+                # A changelog's records are as parsed (fix 8); the per-record
+                # path reads ConsumerRecords.
+                parsed = batch and not isinstance(batch[0], ConsumerRecord)
+                rest[tp] = [full_record(tp, r) for r in batch] if parsed else batch
             elif (
                 self.flow_active
                 and self.app.consumer_generation_id == generation_id

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import rocksdict
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from stream.tables.recovery import logs, records_past, write_changelog_batch
@@ -159,10 +160,15 @@ def consumer(restorer: Restorer | None, *, flow: bool = True, generation: int = 
     )
 
 
+def consumer_record(tp: TP, offset: int, key: bytes, value: bytes) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, key, value, None, 1, 2, ())
+
+
 def batches() -> dict[TP, list[Any]]:
+    """A changelog's records as parsed (transport fix 8), a source topic's as ConsumerRecords."""
     return {
         CHANGELOG: [record(10, b"a", b"1"), record(11, b"b", b"1")],
-        SOURCE: [record(5, b"x", b"{}")],
+        SOURCE: [consumer_record(SOURCE, 5, b"x", b"{}")],
     }
 
 
@@ -207,7 +213,10 @@ def test_without_a_batch_restorer_every_record_goes_the_per_record_way() -> None
     for restorer in (None, Restorer(set())):
         delivered: dict[TP, int] = {}
         held: set[TP] = set()
-        records = batches()
+        records = {
+            tp: [consumer_record(tp, r.offset, r.key, r.value) for r in batch]
+            for tp, batch in batches().items()
+        }
         rest = Consumer._restore_changelog_batches(
             consumer(restorer), records, {CHANGELOG, SOURCE}, delivered, held, 3
         )

@@ -351,6 +351,7 @@ def test_the_worker_consumer_fetches_with_the_configured_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CS_FETCH_MAX_WAIT replaces the 1,500 ms that Faust's driver fixes (read at the start)."""
+    from aiokafka.consumer import fetcher as aiokafka_fetcher
     from faust.transport.drivers import aiokafka as driver
 
     from stream import transport
@@ -360,6 +361,8 @@ def test_the_worker_consumer_fetches_with_the_configured_wait(
         driver.AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, t: made
     )
     monkeypatch.setattr(transport, "get_settings", lambda: SimpleNamespace(fetch_max_wait=0.02))
+    monkeypatch.setattr(aiokafka_fetcher, "PartitionRecords", aiokafka_fetcher.PartitionRecords)
     thread = transport.ConsumerThread.__new__(transport.ConsumerThread)
+    thread.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics=set()))
     assert thread._create_worker_consumer(None) is made
     assert made._fetch_max_wait_ms == 20
