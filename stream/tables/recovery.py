@@ -24,12 +24,18 @@ changelog partition goes Faust's way, so one partition never takes both.
 
 An active partition's batches are written without RocksDB's write-ahead
 log, and every database written so is flushed when the recovery ends
-(`Recovery._set_recovery_ended`), before the streams resume. Killed before
-the flush, a worker loses the unflushed batches and their offsets together
-(one `WriteBatch` each, and a memtable flush persists whole batches in
-order), so it restores them again; after it, they are on disk before any
-logged write (the agents' table writes, whose persisted offsets would
-otherwise claim records a kill could still lose). A revoked partition's
+(`Recovery._set_recovery_ended`). Killed before the flush, a worker loses
+the unflushed batches and their offsets together (one `WriteBatch` each,
+and a memtable flush persists whole batches in order), so it restores them
+again. On Faust's store the streams resume only once the flush is done, so
+the batches are on disk before any logged write (the agents' table writes,
+whose persisted offsets would otherwise claim records a kill could still
+lose). The product's store (stream/tables/store.py) logs no write at all:
+what a kill leaves of its databases is a prefix of their writes, offsets
+included, whenever it comes, so its flush is started and not waited for
+(0.4 s of a 1 M-contact cold start, docs/performance.md, session 32). A
+start after a kill discards the local files either way
+(stream/tables/local_state.py). A revoked partition's
 database is closed by Faust, and RocksDB flushes unlogged data on close.
 Standby partitions, restored while their active copies run elsewhere, keep
 the log, unless the store is the product's (stream/tables/store.py), which
@@ -178,16 +184,23 @@ class Recovery(FaustRecovery):
                 self.tables.on_standbys_ready()
 
     def _flush_unlogged(self) -> None:
-        """Put what was written without the log on disk (module docstring)."""
+        """Put what was written without the log on disk (module docstring).
+
+        Waited for on Faust's store; on ours, started in RocksDB's background.
+        """
         started = monotonic()
+        waited = 0
         for store, partition in self._unlogged:
             db = store._dbs.get(partition)
             if db is not None:  # else revoked: closing it flushed it
-                db.flush(True)
+                wait = not isinstance(store, UnloggedStore)
+                db.flush(wait)
+                waited += wait
         if self._unlogged:
             log.info(
-                "flushed %d restored partitions in %.2fs",
+                "flushing %d restored partitions (%d waited for) took %.2fs",
                 len(self._unlogged),
+                waited,
                 monotonic() - started,
             )
         self._unlogged.clear()

@@ -13,7 +13,7 @@ import rocksdict
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
-from stream.tables.recovery import logs, records_past, write_changelog_batch
+from stream.tables.recovery import Recovery, logs, records_past, write_changelog_batch
 from stream.transport import Consumer, _first_undelivered
 from tests.unit.tables import table
 
@@ -239,3 +239,27 @@ def test_a_standby_batch_is_logged_only_on_faust_s_store(tmp_path: Path) -> None
     faust_s = table(tmp_path / "faust", "rocksdb://").data
     assert [logs(ours, active=False), logs(ours, active=True)] == [False, False]
     assert [logs(faust_s, active=False), logs(faust_s, active=True)] == [True, False]
+
+
+class FlushedDb:
+    def __init__(self) -> None:
+        self.flushes: list[bool] = []
+
+    def flush(self, wait: bool) -> None:
+        self.flushes.append(wait)
+
+
+def test_the_end_of_recovery_flush_is_waited_for_only_on_faust_s_store(tmp_path: Path) -> None:
+    """Faust's store logs the agents' writes: its restored batches must be on disk before
+    the streams resume. Ours logs nothing, so its flush is only started."""
+    ours = table(tmp_path / "ours", "csrocksdb://").data
+    faust_s = table(tmp_path / "faust", "rocksdb://").data
+    dbs = {}
+    for store in (ours, faust_s):
+        dbs[store] = store._dbs[1] = FlushedDb()
+    revoked = table(tmp_path / "revoked", "csrocksdb://").data  # no db: closing flushed it
+    fake = SimpleNamespace(_unlogged={(ours, 1), (faust_s, 1), (revoked, 1)})
+    Recovery._flush_unlogged(fake)  # type: ignore[arg-type]
+    assert dbs[ours].flushes == [False]
+    assert dbs[faust_s].flushes == [True]
+    assert fake._unlogged == set()
