@@ -119,6 +119,12 @@ def launch(
     raise SystemExit(asyncio.run(bench(args)))
 
 
+def median_round(rounds: list[dict[str, Any]], ratio: Callable[[dict[str, Any]], float]) -> Any:
+    """The round whose `ratio` is the median of the rounds' (the upper one of an even count)."""
+    ratios = sorted(ratio(r) for r in rounds)
+    return next(r for r in rounds if ratio(r) == ratios[len(ratios) // 2])
+
+
 def cancel_on_signals() -> None:
     """SIGINT/SIGTERM cancel the current task, so its `finally` stops the worker and cleans up."""
     task = asyncio.current_task()

@@ -67,6 +67,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_round
 from engagement import email_of, engagement, pick_type, starting_engagement
 from intake_throughput import raw_passthrough
 
@@ -439,9 +440,7 @@ def main() -> None:
             asyncio.run(delete_topics((run,)))
             shutil.rmtree(state_dir, ignore_errors=True)
     if not args.no_ours:
-        ratios = sorted(r["ours"]["vs_quix"] for r in rounds)
-        median = ratios[len(ratios) // 2]
-        chosen = next(r for r in rounds if r["ours"]["vs_quix"] == median)
+        chosen = median_round(rounds, lambda r: r["ours"]["vs_quix"])
         result["vs_quix_rounds"] = [r["ours"]["vs_quix"] for r in rounds]
     else:
         chosen = rounds[len(rounds) // 2]

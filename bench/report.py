@@ -66,12 +66,14 @@ def dig(data: Any, *path: str | int) -> Any:
     return data
 
 
-def rounds_note(ratios: list[float] | None) -> str:
-    """The scoring step's rounds (bench/quix_scoring.py --rounds), when there were several."""
+def rounds_note(
+    ratios: list[float] | None, which: str = "who went first", pct: bool = False
+) -> str:
+    """A bench's rounds (bench/quix_scoring.py, bench/recovery.py: --rounds), if several."""
     if not ratios or len(ratios) < 2:
         return ""
-    each = " / ".join(f"{r:.2f}x" for r in ratios)
-    return f"; the round with the median ratio of {len(ratios)}, alternating who went first: {each}"
+    each = " / ".join(f"{r:.1%}" if pct else f"{r:.2f}x" for r in ratios)
+    return f"; the round with the median ratio of {len(ratios)}, alternating {which}: {each}"
 
 
 def rate(value: float | None, unit: str = "/s") -> str:
@@ -253,7 +255,8 @@ def summary(run: dict[str, Any]) -> list[Row]:
                 f"{recovery['contacts']:,} contacts; cold start -> ready "
                 f"{dig(recovery, 'cold', 'start_to_ready_s'):.1f} s, bare read "
                 f"{dig(recovery, 'bare_read', 'seconds'):.1f} s; net of the warm start: "
-                + ("-" if net is None else f"{net:.1%}"),
+                + ("-" if net is None else f"{net:.1%}")
+                + rounds_note(dig(recovery, "ratio_rounds"), "which step went first", pct=True),
             )
         )
     else:
@@ -290,7 +293,11 @@ def summary(run: dict[str, Any]) -> list[Row]:
             "worker RSS per 1 M contacts (recovery, cold peak)",
             "recovery",
             recovery,
-            dig(recovery, "cold", "peak_rss_mb"),
+            # The highest of the rounds' cold starts (bench/recovery.py --rounds).
+            max(
+                (r["cold"]["peak_rss_mb"] for r in dig(recovery, "rounds") or []),
+                default=dig(recovery, "cold", "peak_rss_mb"),
+            ),
         ),
     ):
         if not source or not peak:
