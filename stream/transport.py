@@ -54,10 +54,10 @@ docs/findings/faust-fetch-drop.md tells how the fault was found.
    points at `partition_records`: a partition of any topic not registered
    as a changelog gets aiokafka's own iterator. A changelog batch that the
    recovery does not take goes record by record as before, each made a
-   `ConsumerRecord` first (`full_record`). On a cold start of 1 M contacts
-   the records cost ~0.75 µs each to unpack instead of ~1.3 µs, in the
+   `ConsumerRecord` first (`full_record`). An 800-byte record cost 1.27 µs
+   to unpack instead of 1.86 µs (CRCs checked, as the worker does), in the
    consumer thread, which shares the GIL with the restore's writes
-   (docs/performance.md, session 32).
+   (docs/transport.md, 12; docs/performance.md, session 32).
 
 The worker's fetch wait is `CS_FETCH_MAX_WAIT` (Faust's driver fixes
 1,500 ms): aiokafka keeps one fetch in flight per broker and asks only for
