@@ -160,8 +160,6 @@ app = App(
     consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
     broker_session_timeout=settings.session_timeout,
     broker_credentials=broker_credentials(settings),
-    # `ensure_topics` (stream/topics.py) creates every topic before Faust starts.
-    topic_allow_declare=False,
     # Restores a changelog batch at a time (stream/tables/recovery.py).
     TableManager=TableManager,
 )

@@ -104,12 +104,19 @@ async def ensure_topics() -> None:
     rebuild of the due index, on every first start (bench/timers.py at
     1 M: timers up to 35 s late).
     """
+    changelogs = [(table.changelog_topic_name, True) for table in app.tables.values()]
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, **client_options(settings)
     )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        wanted = [
+            (name, settings.partitions, compacted) for name, compacted in (*ALL_TOPICS, *changelogs)
+        ]
+        if not app.conf.topic_disable_leader:
+            leader = cast(LeaderAssignor, app._leader_assignor)._leader_topic_name
+            wanted.append((leader, 1, False))
         missing = [
             NewTopic(
                 name,
@@ -117,7 +124,7 @@ async def ensure_topics() -> None:
                 replication_factor=settings.replication_factor,
                 topic_configs={"cleanup.policy": "compact"} if compacted else {},
             )
-            for name, partitions, compacted in wanted_topics()
+            for name, partitions, compacted in wanted
             if name not in existing
         ]
         if missing:
@@ -127,23 +134,6 @@ async def ensure_topics() -> None:
             await _wait_for_leaders(admin, [topic.name for topic in missing])
     finally:
         await admin.close()
-
-
-def wanted_topics() -> list[tuple[str, int, bool]]:
-    """Every topic `ensure_topics` makes sure of: (name, partitions, compacted).
-
-    The app declares none itself (`topic_allow_declare=False`, stream/app.py):
-    Faust's declarations repeated these, one CreateTopics request each, ~0.17
-    s of every worker start (docs/performance.md, session 32).
-    """
-    changelogs = [(table.changelog_topic_name, True) for table in app.tables.values()]
-    wanted = [
-        (name, settings.partitions, compacted) for name, compacted in (*ALL_TOPICS, *changelogs)
-    ]
-    if not app.conf.topic_disable_leader:
-        leader = cast(LeaderAssignor, app._leader_assignor)._leader_topic_name
-        wanted.append((leader, 1, False))
-    return wanted
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
