@@ -193,7 +193,7 @@ class Recovery(FaustRecovery):
         for store, partition in self._unlogged:
             db = store._dbs.get(partition)
             if db is not None:  # else revoked: closing it flushed it
-                wait = not isinstance(store, UnloggedStore)
+                wait = writes_log(store)
                 db.flush(wait)
                 waited += wait
         if self._unlogged:
@@ -237,10 +237,16 @@ def write_changelog_batch(
     store._db_for_partition(tp.partition).write(batch, options)
 
 
+def writes_log(store: RocksDBStore) -> bool:
+    """Whether the store's own writes go to RocksDB's write-ahead log: Faust's store's do,
+    ours log nothing (stream/tables/store.py)."""
+    return not isinstance(store, UnloggedStore)
+
+
 def logs(store: RocksDBStore, active: bool) -> bool:
-    """Whether a restored batch goes to RocksDB's write-ahead log: a standby's, unless
-    the store is ours, which logs nothing (stream/tables/store.py)."""
-    return not active and not isinstance(store, UnloggedStore)
+    """Whether a restored batch goes to RocksDB's write-ahead log: a standby's, on a
+    store whose own writes are logged (`writes_log`)."""
+    return not active and writes_log(store)
 
 
 class TableManager(FaustTableManager):
