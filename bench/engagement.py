@@ -42,7 +42,8 @@ bench/timers.py does; the worker, topic and report helpers are bench/common.py's
    preload is not where the worker looks) fails the run;
 5. `--profile`: `py-spy record --nonblocking -r 200 -f raw` (with `--gil` if
    `--profile-gil`) attached to the worker for
-   `--profile-seconds` (20) once 20 % of the inputs are out; the top
+   `--profile-seconds` (20) once `--profile-at` (0.2) of the inputs are
+   out (0: from the worker's start); the top
    functions by self and by inclusive time are printed, the raw
    collapsed stacks kept in bench/results/;
 6. `--latency RATE ...`: with the worker running and caught up, engagement
