@@ -1199,8 +1199,8 @@ def main() -> None:
         "--profile-at",
         type=float,
         default=0.2,
-        help="py-spy starts once this share of the inputs is out (readable change events); "
-        "the relay's changes lag the agents' work in a large run, so 0.01 there",
+        help="py-spy starts once this share of the inputs is out (readable change events, "
+        "which lag the agents' work in a large run); 0: from the worker's start",
     )
     parser.add_argument(
         "--profile-gil",
