@@ -41,7 +41,8 @@ One run, on topics of its own (a fresh `CS_TOPIC_PREFIX` / `CS_APP_ID`):
    cold start are seconds each, minutes apart, on a shared machine: two 1 M
    runs of one commit gave 46.9 % and 60.6 % (session 31). The figures given
    are those of the round with the median ratio, every round's are kept
-   under "rounds", and the peak RSS is the highest of all the cold starts;
+   under "rounds" (bench/report.py gives the highest of their cold starts'
+   peak RSS);
 6. a table, and bench/results/recovery-<UTC time>.json (`--out`) with the
    figures, the RSS timelines and the git commit; the run's topics, Redis
    keys and data dir are deleted unless `--keep`.
@@ -226,9 +227,6 @@ async def bench(args: argparse.Namespace) -> None:
         result["ratio_net_of_warm_start"] = bare["seconds"] / restore if restore > 0 else None
         result["restore_records_per_s"] = n / cold["start_to_ready_s"]
         result["bare_read_records_per_s"] = bare["records_per_s"]
-        result["peak_rss_mb_per_1m_max"] = max(
-            r["cold"]["peak_rss_mb_per_1m"] for r in rounds if r["cold"].get("peak_rss_mb_per_1m")
-        )
         result["rounds"] = rounds
     finally:
         if not args.keep:
