@@ -16,6 +16,8 @@ from faust.exceptions import ProducerSendError
 from faust.types import TP, AgentT
 from faust.types.tuples import RecordMetadata
 from mode import ServiceT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from stream import diagnostics, logmask, metrics
 from stream.partitioner import KafkaPartitioner
@@ -59,6 +61,31 @@ class BarrierAttachments(Attachments):
         return await super().publish_for_tp_offset(tp, offset)
 
 
+class FlowControl(FlowControlEvent):
+    """Faust's flow control of the stream buffers; resuming a running flow clears nothing.
+
+    `FlowControlEvent.resume` empties every agent's stream buffer. Faust's
+    recovery resumes the flow when the restore starts and again when it
+    completes (`Recovery.on_recovery_completed`), and the second time comes
+    after it has resumed the stream partitions and sought them to their
+    committed offsets: a record fetched in between was delivered to its
+    agent's buffer, under this assignment, and then cleared. Its position
+    had moved past it and it was never acknowledged, so nothing read it
+    again until the next rebalance (CI, stop 33: a command sent as a
+    restarted worker said ready was never processed; its agent was still
+    waiting for the tenant configs, so the record sat in the buffer). What
+    the clear is for, the events of a previous assignment, is cleared when a
+    rebalance suspends the flow, and at the resume that ends the suspension:
+    while the flow is suspended, the conductor holds every record back
+    (`FlowControlEvent.acquire`), so only such events can be in the buffers.
+    """
+
+    def resume(self) -> None:
+        if self.is_active():
+            return  # running already: the buffers hold this assignment's records
+        super().resume()
+
+
 class App(faust.App):
     """Faust's App, except that an agent's failure stops the worker at once.
 
@@ -73,6 +100,11 @@ class App(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._attachments = BarrierAttachments(self)
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """The stream buffers' flow control: ours, which keeps a running flow's records."""
+        return FlowControl(loop=self.loop)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         dependencies = super().on_init_dependencies()  # adds the Monitor to the sensors

@@ -34,6 +34,8 @@ STACK = ROOT / "scripts" / "stack"
 OUTBOX = "contact-stream.change-outbox.v1"
 # A worker log's lines that say why it stopped: mode's crash, an agent's failure, a traceback.
 CRASH_LINE = re.compile(r"Crashed reason|\[CRITICAL\]|Traceback \(most recent|failed with")
+# A worker log's lines that say nothing about a failure: Faust's services starting and stopping.
+ROUTINE_LINE = re.compile(r"\]: (Starting|Stopping|Creating topic|-Stopped!)")
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,26 @@ class Worker:
         parts.append(f"log tail:\n{text[-tail:]}")
         return "\n".join(parts)
 
+    def report_text(self, last: int = 80) -> str:
+        """What a failed test's report shows of this worker (`pytest_runtest_makereport`).
+
+        Its log's lines of events, without the tables Faust draws and its
+        services' start and stop lines, and from the first crash line if any.
+        """
+        text = self.log_text()
+        status = None if self.process is None else self.process.poll()
+        lines = [
+            line[:300]
+            for line in text.splitlines()
+            if line.startswith(("=====", "[")) and not ROUTINE_LINE.search(line)
+        ]
+        shown = lines if len(lines) <= last else ["[...]", *lines[-last:]]
+        parts = [f"exit status: {status}; log: {self.log_path}", *shown]
+        if (first := CRASH_LINE.search(text)) is not None:
+            start = text.rfind("\n", 0, first.start()) + 1
+            parts.append("from the first crash line:\n" + text[start : start + 4000])
+        return "\n".join(parts)
+
     def assert_healthy(self) -> None:
         """Still running, not crashed (a crashed worker may still be stopping), no agent failed."""
         assert self.process is not None and self.process.poll() is None, self.failure_text()
@@ -280,6 +302,23 @@ async def env(servers: Servers, tmp_path: Path) -> AsyncIterator[Env]:
             w.kill()
     if not os.environ.get("CS_TEST_KEEP_TOPICS"):  # set it to inspect a failed test's topics
         await delete_topics(servers, (f"{e.prefix}.", f"cs-{e.prefix}-"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries its workers' logs (`Worker.report_text`).
+
+    CI keeps only the test session's output, not the temporary directories the
+    logs were in: a stall there (stop 33, a restarted worker whose change never
+    came) left nothing to read but the assertion.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    env = getattr(item, "funcargs", {}).get("env")
+    if report.when != "call" or not report.failed or not isinstance(env, Env):
+        return
+    for i, worker in enumerate(env.workers):
+        report.sections.append((f"worker {i} ({worker.command})", worker.report_text()))
 
 
 async def create_topics(
