@@ -134,6 +134,15 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
+def _from_first_crash(text: str) -> list[str]:
+    """A worker log from the line of its first crash on (4,000 characters), if it has one."""
+    first = CRASH_LINE.search(text)
+    if first is None:
+        return []
+    start = text.rfind("\n", 0, first.start()) + 1
+    return ["from the first crash line:\n" + text[start : start + 4000]]
+
+
 @dataclass
 class Worker:
     """A real `contact-stream worker` process (or another command: `outputs`)."""
@@ -172,10 +181,7 @@ class Worker:
         text = self.log_text()
         status = None if self.process is None else self.process.poll()
         parts = [f"exit status: {status}"]
-        first = CRASH_LINE.search(text)
-        if first is not None:
-            start = text.rfind("\n", 0, first.start()) + 1
-            parts.append("from the first crash line:\n" + text[start : start + 4000])
+        parts.extend(_from_first_crash(text))
         parts.append(f"log tail:\n{text[-tail:]}")
         return "\n".join(parts)
 
@@ -194,10 +200,7 @@ class Worker:
         ]
         shown = lines if len(lines) <= last else ["[...]", *lines[-last:]]
         parts = [f"exit status: {status}; log: {self.log_path}", *shown]
-        if (first := CRASH_LINE.search(text)) is not None:
-            start = text.rfind("\n", 0, first.start()) + 1
-            parts.append("from the first crash line:\n" + text[start : start + 4000])
-        return "\n".join(parts)
+        return "\n".join([*parts, *_from_first_crash(text)])
 
     def assert_healthy(self) -> None:
         """Still running, not crashed (a crashed worker may still be stopping), no agent failed."""
