@@ -171,6 +171,11 @@ class Worker:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def exit_status(self) -> int | None:
+        """The process's exit status; None while it runs or before it started."""
+        return None if self.process is None else self.process.poll()
+
     def failure_text(self, tail: int = 2000) -> str:
         """Why this worker failed: its exit status, the log from the first crash line, the tail.
 
@@ -179,8 +184,7 @@ class Worker:
         tail alone does not show the cause (CI, stop 23).
         """
         text = self.log_text()
-        status = None if self.process is None else self.process.poll()
-        parts = [f"exit status: {status}"]
+        parts = [f"exit status: {self.exit_status}"]
         parts.extend(_from_first_crash(text))
         parts.append(f"log tail:\n{text[-tail:]}")
         return "\n".join(parts)
@@ -192,14 +196,13 @@ class Worker:
         services' start and stop lines, and from the first crash line if any.
         """
         text = self.log_text()
-        status = None if self.process is None else self.process.poll()
         lines = [
             line[:300]
             for line in text.splitlines()
             if line.startswith(("=====", "[")) and not ROUTINE_LINE.search(line)
         ]
         shown = lines if len(lines) <= last else ["[...]", *lines[-last:]]
-        parts = [f"exit status: {status}; log: {self.log_path}", *shown]
+        parts = [f"exit status: {self.exit_status}; log: {self.log_path}", *shown]
         return "\n".join([*parts, *_from_first_crash(text)])
 
     def assert_healthy(self) -> None:
